@@ -1,0 +1,214 @@
+//! The embedded local hub: `$upstream` telemetry is appended to `telemetry.jsonl` in the data
+//! directory and the device twin lives in `twin.json` beside it.
+
+mod twin;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::Value;
+use wedge_runtime::json::merged;
+use wedge_runtime::{SendError, Upstream, UpstreamMessage};
+
+pub use twin::TwinDocument;
+
+use crate::telemetry_record::TelemetryRecord;
+
+/// File of received telemetry, one JSON object per line.
+pub const TELEMETRY_FILE: &str = "telemetry.jsonl";
+/// File of the twin document.
+pub const TWIN_FILE: &str = "twin.json";
+
+/// Errors of the local hub's files.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalHubError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The twin file is not a twin document. It is left as it is.
+    #[error("{path}: not a wedge twin document ({reason}); fix or remove it")]
+    CorruptTwin {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The local hub of one data directory.
+pub struct LocalHub {
+    dir: PathBuf,
+    telemetry: Mutex<File>,
+    twin: Mutex<TwinDocument>,
+}
+
+impl LocalHub {
+    /// Opens (creating if needed) the hub files in `dir`.
+    ///
+    /// # Errors
+    /// A file cannot be opened, or `twin.json` exists but is not a twin document.
+    pub fn open(dir: &Path) -> Result<Self, LocalHubError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let telemetry_path = dir.join(TELEMETRY_FILE);
+        let telemetry = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&telemetry_path)
+            .map_err(io_error(&telemetry_path))?;
+        let twin_path = dir.join(TWIN_FILE);
+        let twin = match std::fs::read(&twin_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(TwinDocument::from_value)
+                .map_err(|reason| LocalHubError::CorruptTwin {
+                    path: twin_path.clone(),
+                    reason,
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TwinDocument::default(),
+            Err(e) => return Err(io_error(&twin_path)(e)),
+        };
+        Ok(LocalHub {
+            dir: dir.to_path_buf(),
+            telemetry: Mutex::new(telemetry),
+            twin: Mutex::new(twin),
+        })
+    }
+
+    fn twin(&self) -> std::sync::MutexGuard<'_, TwinDocument> {
+        self.twin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The whole twin document.
+    pub fn twin_document(&self) -> Value {
+        self.twin().value().clone()
+    }
+
+    /// The desired overlay of every module, to start modules with.
+    pub fn desired_modules(&self) -> BTreeMap<String, Value> {
+        self.twin().desired_modules()
+    }
+
+    /// Merges `patch` into the desired overlay of `module` and saves the twin. Returns the new
+    /// overlay and the previous one (to put back with [`LocalHub::restore_desired`] if the
+    /// module rejects the change).
+    ///
+    /// # Errors
+    /// The twin cannot be saved; it is unchanged then.
+    pub fn patch_desired(
+        &self,
+        module: &str,
+        patch: &Value,
+    ) -> Result<(Value, Value), LocalHubError> {
+        let mut twin = self.twin();
+        let previous = twin.desired(module);
+        let overlay = merged(&previous, patch);
+        let mut updated = twin.clone();
+        updated.set_desired(module, overlay.clone());
+        self.save(&updated)?;
+        *twin = updated;
+        Ok((overlay, previous))
+    }
+
+    /// Puts back a previous desired overlay of `module`.
+    ///
+    /// # Errors
+    /// The twin cannot be saved.
+    pub fn restore_desired(&self, module: &str, overlay: Value) -> Result<(), LocalHubError> {
+        let mut twin = self.twin();
+        let mut updated = twin.clone();
+        updated.set_desired(module, overlay);
+        self.save(&updated)?;
+        *twin = updated;
+        Ok(())
+    }
+
+    /// Writes the twin atomically: a temporary file renamed over the old one.
+    fn save(&self, twin: &TwinDocument) -> Result<(), LocalHubError> {
+        let path = self.dir.join(TWIN_FILE);
+        let tmp = self.dir.join(format!("{TWIN_FILE}.tmp"));
+        let io = |source| LocalHubError::Io {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(twin.value()).expect("JSON values serialize");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalHubError + '_ {
+    move |source| LocalHubError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[async_trait::async_trait]
+impl Upstream for LocalHub {
+    async fn send(&self, message: UpstreamMessage) -> Result<(), SendError> {
+        let mut line =
+            serde_json::to_vec(&TelemetryRecord::new(&message)).expect("records serialize");
+        line.push(b'\n');
+        let mut file = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+        // One write per line on an O_APPEND file: readers never see a torn line.
+        file.write_all(&line).map_err(|e| {
+            tracing::error!(error = %e, "cannot append to {TELEMETRY_FILE}");
+            SendError::Full
+        })
+    }
+
+    async fn report(&self, module: &str, patch: Value) -> Result<(), String> {
+        let mut twin = self.twin();
+        let mut updated = twin.clone();
+        updated.report(module, &patch);
+        self.save(&updated).map_err(|e| e.to_string())?;
+        *twin = updated;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn twin_survives_reopen_and_corruption_is_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LocalHub::open(dir.path()).unwrap();
+        hub.patch_desired("filter", &json!({"threshold": 25}))
+            .unwrap();
+        let (overlay, previous) = hub
+            .patch_desired("filter", &json!({"field": "pressure"}))
+            .unwrap();
+        assert_eq!(overlay, json!({"threshold": 25, "field": "pressure"}));
+        hub.restore_desired("filter", previous).unwrap();
+        drop(hub);
+
+        let hub = LocalHub::open(dir.path()).unwrap();
+        assert_eq!(hub.desired_modules()["filter"], json!({"threshold": 25}));
+        drop(hub);
+
+        std::fs::write(dir.path().join(TWIN_FILE), "{not json").unwrap();
+        let err = LocalHub::open(dir.path())
+            .err()
+            .expect("corrupt twin refused")
+            .to_string();
+        assert!(
+            err.contains("twin.json") && err.contains("not a wedge twin document"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(TWIN_FILE)).unwrap(),
+            "{not json"
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! Reading `wedge.toml`. Every error names the file, the line and column, and the field.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB, Deployment,
+    ModuleSpec, Route, Target, UPSTREAM, UpstreamSpec, is_valid_module_name,
+};
+
+/// A deployment file that cannot be used. The message says where and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeploymentError(String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeployment {
+    upstream: Option<Spanned<FileUpstream>>,
+    #[serde(default)]
+    modules: BTreeMap<String, Spanned<FileModule>>,
+    #[serde(default)]
+    routes: BTreeMap<String, Spanned<FileRoute>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+enum FileUpstream {
+    Local {},
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileModule {
+    path: Spanned<PathBuf>,
+    #[serde(default)]
+    config: Option<Spanned<toml::Table>>,
+    allowed_hosts: Option<Spanned<Vec<String>>>,
+    tick_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    data_dir: bool,
+    memory_mb: Option<Spanned<u64>>,
+    cpu_ms_per_call: Option<Spanned<u64>>,
+    inbox: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    from: Spanned<String>,
+    to: Spanned<String>,
+}
+
+/// The header of a WebAssembly component (magic, then layer 1 version 0x0d).
+const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
+/// The header of a core WebAssembly module, which wedge cannot run.
+const CORE_MODULE_HEADER: [u8; 8] = *b"\0asm\x01\x00\x00\x00";
+
+impl Deployment {
+    /// Reads and validates the deployment file at `path`. Module paths are relative to the
+    /// file's directory.
+    ///
+    /// # Errors
+    /// The first problem found, as `file:line:column: field: what is wrong`.
+    pub fn load(path: &Path) -> Result<Deployment, DeploymentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DeploymentError(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates deployment text that came from `path`.
+    ///
+    /// # Errors
+    /// As [`Deployment::load`].
+    pub fn parse(path: &Path, text: &str) -> Result<Deployment, DeploymentError> {
+        let at = Locator { path, text };
+        let file: FileDeployment = toml::from_str(text)
+            .map_err(|e| at.error(e.span().unwrap_or(0..0), "", e.message().trim_end()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let upstream = match file.upstream.map(Spanned::into_inner) {
+            None | Some(FileUpstream::Local {}) => UpstreamSpec::Local,
+        };
+
+        let mut modules = BTreeMap::new();
+        for (name, module) in file.modules {
+            let field = format!("modules.{name}");
+            if !is_valid_module_name(&name) {
+                return Err(at.error(
+                    module.span(),
+                    &field,
+                    "a module name is 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter",
+                ));
+            }
+            let spec = module_spec(&at, base, &field, module.into_inner())?;
+            modules.insert(name, spec);
+        }
+
+        let mut routes = BTreeMap::new();
+        for (name, route) in file.routes {
+            let field = format!("routes.{name}");
+            let route = route.into_inner();
+            let (from_module, from_output) =
+                split_endpoint(route.from.get_ref()).ok_or_else(|| {
+                    at.error(
+                        route.from.span(),
+                        &format!("{field}.from"),
+                        "expected `module/output`",
+                    )
+                })?;
+            if !modules.contains_key(from_module) {
+                return Err(at.error(
+                    route.from.span(),
+                    &format!("{field}.from"),
+                    &format!("unknown module `{from_module}`"),
+                ));
+            }
+            let to = if route.to.get_ref() == UPSTREAM {
+                Target::Upstream
+            } else {
+                let (module, input) = split_endpoint(route.to.get_ref()).ok_or_else(|| {
+                    at.error(
+                        route.to.span(),
+                        &format!("{field}.to"),
+                        "expected `module/input` or `$upstream`",
+                    )
+                })?;
+                if !modules.contains_key(module) {
+                    return Err(at.error(
+                        route.to.span(),
+                        &format!("{field}.to"),
+                        &format!("unknown module `{module}`"),
+                    ));
+                }
+                Target::Module {
+                    module: module.to_string(),
+                    input: input.to_string(),
+                }
+            };
+            routes.insert(
+                name,
+                Route {
+                    from_module: from_module.to_string(),
+                    from_output: from_output.to_string(),
+                    to,
+                },
+            );
+        }
+
+        Ok(Deployment {
+            source: path.to_path_buf(),
+            upstream,
+            modules,
+            routes,
+        })
+    }
+}
+
+fn module_spec(
+    at: &Locator<'_>,
+    base: &Path,
+    field: &str,
+    module: FileModule,
+) -> Result<ModuleSpec, DeploymentError> {
+    let path = base.join(module.path.get_ref());
+    check_component(&path)
+        .map_err(|e| at.error(module.path.span(), &format!("{field}.path"), &e))?;
+
+    let config = match module.config {
+        Some(config) => {
+            let span = config.span();
+            serde_json::to_value(config.into_inner())
+                .map_err(|e| at.error(span, &format!("{field}.config"), &e.to_string()))?
+        }
+        None => serde_json::Value::Object(Default::default()),
+    };
+    let allowed_hosts = match module.allowed_hosts {
+        Some(hosts) => AllowedHosts::parse(hosts.get_ref())
+            .map_err(|e| at.error(hosts.span(), &format!("{field}.allowed-hosts"), &e))?,
+        None => AllowedHosts::default(),
+    };
+
+    let positive = |value: Option<Spanned<u64>>, name: &str, default: Option<u64>| match value {
+        Some(v) if *v.get_ref() == 0 => Err(at.error(
+            v.span(),
+            &format!("{field}.{name}"),
+            "must be greater than 0",
+        )),
+        Some(v) => Ok(Some(v.into_inner())),
+        None => Ok(default),
+    };
+    let tick_ms = positive(module.tick_ms, "tick-ms", None)?;
+    let memory_mb = positive(module.memory_mb, "memory-mb", Some(DEFAULT_MEMORY_MB))?;
+    let cpu_ms = positive(
+        module.cpu_ms_per_call,
+        "cpu-ms-per-call",
+        Some(DEFAULT_CPU_MS_PER_CALL),
+    )?;
+    let inbox = positive(module.inbox, "inbox", Some(DEFAULT_INBOX as u64))?;
+
+    Ok(ModuleSpec {
+        path,
+        config,
+        allowed_hosts,
+        tick_ms,
+        data_dir: module.data_dir,
+        memory_mb: memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
+        cpu_ms_per_call: cpu_ms.unwrap_or(DEFAULT_CPU_MS_PER_CALL),
+        inbox: inbox.unwrap_or(DEFAULT_INBOX as u64) as usize,
+    })
+}
+
+/// Checks that `path` is a readable WebAssembly component, by its header.
+fn check_component(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut header = [0u8; 8];
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.read_exact(&mut header) {
+        Ok(()) if header == COMPONENT_HEADER => Ok(()),
+        Ok(()) if header == CORE_MODULE_HEADER => Err(format!(
+            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2",
+            path.display()
+        )),
+        _ => Err(format!("{} is not a WebAssembly component", path.display())),
+    }
+}
+
+fn split_endpoint(endpoint: &str) -> Option<(&str, &str)> {
+    let (module, port) = endpoint.split_once('/')?;
+    (!module.is_empty() && !port.is_empty() && !port.contains('/')).then_some((module, port))
+}
+
+/// Turns byte spans into `file:line:column` prefixes.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, field: &str, message: &str) -> DeploymentError {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let field = if field.is_empty() {
+            String::new()
+        } else {
+            format!("{field}: ")
+        };
+        DeploymentError(format!(
+            "{}:{line}:{column}: {field}{message}",
+            self.path.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("good.wasm"), COMPONENT_HEADER).unwrap();
+            std::fs::write(dir.path().join("core.wasm"), CORE_MODULE_HEADER).unwrap();
+            std::fs::write(dir.path().join("text.wasm"), "hello").unwrap();
+            Fixture { dir }
+        }
+
+        fn parse(&self, text: &str) -> Result<Deployment, String> {
+            Deployment::parse(&self.dir.path().join("wedge.toml"), text).map_err(|e| e.to_string())
+        }
+    }
+
+    const GOOD: &str = r#"
+[modules.sensor]
+path = "good.wasm"
+tick-ms = 500
+config = { temperature = { min = 1.5, max = 2 } }
+
+[modules.filter]
+path = "good.wasm"
+allowed-hosts = ["http://127.0.0.1:8080"]
+
+[routes]
+readings = { from = "sensor/readings", to = "filter/input" }
+alerts = { from = "filter/alerts", to = "$upstream" }
+"#;
+
+    #[test]
+    fn a_good_file_gives_resolved_modules_and_routes() {
+        let fx = Fixture::new();
+        let d = fx.parse(GOOD).unwrap();
+        assert_eq!(d.upstream, UpstreamSpec::Local);
+        let sensor = &d.modules["sensor"];
+        assert_eq!(sensor.path, fx.dir.path().join("good.wasm"));
+        assert_eq!(sensor.tick_ms, Some(500));
+        assert_eq!(sensor.config["temperature"]["min"], 1.5);
+        assert_eq!(sensor.memory_mb, DEFAULT_MEMORY_MB);
+        assert!(
+            d.modules["filter"]
+                .allowed_hosts
+                .allows("http", "127.0.0.1", 8080)
+        );
+        assert_eq!(d.routes["alerts"].to, Target::Upstream);
+        assert_eq!(
+            d.routes["readings"].to,
+            Target::Module {
+                module: "filter".into(),
+                input: "input".into()
+            }
+        );
+    }
+
+    fn assert_error(text: &str, expected: &[&str]) {
+        let err = Fixture::new().parse(text).unwrap_err();
+        for needle in expected {
+            assert!(err.contains(needle), "`{err}` should contain `{needle}`");
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        assert_error(
+            "[modules.sensor]\npath = \"good.wasm\"\ntick = 5\n",
+            &["wedge.toml:3:1", "unknown field `tick`", "tick-ms"],
+        );
+    }
+
+    #[test]
+    fn missing_wasm_file_names_the_path() {
+        assert_error(
+            "[modules.sensor]\npath = \"nope.wasm\"\n",
+            &["wedge.toml:2:8", "modules.sensor.path", "nope.wasm"],
+        );
+    }
+
+    #[test]
+    fn core_module_and_garbage_are_not_components() {
+        assert_error(
+            "[modules.a]\npath = \"core.wasm\"\n",
+            &[
+                "modules.a.path",
+                "core WebAssembly module, not a component",
+                "wasm32-wasip2",
+            ],
+        );
+        assert_error(
+            "[modules.a]\npath = \"text.wasm\"\n",
+            &["modules.a.path", "not a WebAssembly component"],
+        );
+    }
+
+    #[test]
+    fn route_to_unknown_module_is_refused() {
+        assert_error(
+            "[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a/out\", to = \"ghost/in\" }\n",
+            &["wedge.toml:4:30", "routes.r.to", "unknown module `ghost`"],
+        );
+        assert_error(
+            "[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a\", to = \"$upstream\" }\n",
+            &["routes.r.from", "expected `module/output`"],
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert_error(
+            "[modules.A]\npath = \"good.wasm\"\n",
+            &["modules.A", "module name"],
+        );
+        assert_error(
+            "[modules.a]\npath = \"good.wasm\"\ntick-ms = 0\n",
+            &["wedge.toml:3:11", "modules.a.tick-ms", "greater than 0"],
+        );
+        assert_error(
+            "[modules.a]\npath = \"good.wasm\"\nallowed-hosts = [\"example.com\"]\n",
+            &["modules.a.allowed-hosts", "no scheme"],
+        );
+        assert_error(
+            "[upstream]\nkind = \"carrier-pigeon\"\n",
+            &["wedge.toml:", "carrier-pigeon"],
+        );
+        assert_error("[modules.a\n", &["wedge.toml:1:"]);
+    }
+}

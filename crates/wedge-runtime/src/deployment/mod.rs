@@ -1,0 +1,109 @@
+//! The deployment: which modules run, with what configuration and grants, and how their messages
+//! are routed. It is read from a `wedge.toml` file (see [`Deployment::load`]); later the twin's
+//! desired properties overlay it.
+
+mod allowed_hosts;
+mod file;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use allowed_hosts::{AllowedHost, AllowedHosts};
+pub use file::DeploymentError;
+
+/// Default memory limit of one module instance.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// Default CPU budget of one call into a module.
+pub const DEFAULT_CPU_MS_PER_CALL: u64 = 1_000;
+/// Default capacity of each module's inbox (messages routed to it and not yet delivered).
+pub const DEFAULT_INBOX: usize = 1_024;
+
+/// A validated deployment: every module file exists and is a component, every route names
+/// modules that exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    /// Where the deployment came from (for messages).
+    pub source: PathBuf,
+    /// The upstream the host connects to.
+    pub upstream: UpstreamSpec,
+    /// Modules by name.
+    pub modules: BTreeMap<String, ModuleSpec>,
+    /// Routes by name.
+    pub routes: BTreeMap<String, Route>,
+}
+
+/// Where `$upstream` messages go and where desired configuration comes from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum UpstreamSpec {
+    /// The embedded local hub in the data directory (the default).
+    #[default]
+    Local,
+}
+
+/// One module of the deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleSpec {
+    /// Absolute path of the component (`.wasm`).
+    pub path: PathBuf,
+    /// Configuration passed to `init`, a JSON object.
+    pub config: serde_json::Value,
+    /// Outbound HTTP destinations the module may reach through `wasi:http`.
+    pub allowed_hosts: AllowedHosts,
+    /// Interval of `on-tick` calls; `None` means the module is never ticked.
+    pub tick_ms: Option<u64>,
+    /// Whether the module gets a private directory, mounted at `/data`.
+    pub data_dir: bool,
+    /// Linear memory limit in MiB.
+    pub memory_mb: u64,
+    /// CPU time one call may use before it is interrupted (a trap).
+    pub cpu_ms_per_call: u64,
+    /// Capacity of the module's inbox.
+    pub inbox: usize,
+}
+
+/// A route from one module output to a module input or the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Module whose output the route takes.
+    pub from_module: String,
+    /// Name of that output.
+    pub from_output: String,
+    /// Where messages go.
+    pub to: Target,
+}
+
+/// The destination of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An input of a module.
+    Module {
+        /// The module.
+        module: String,
+        /// The input name passed to `on-message`.
+        input: String,
+    },
+    /// The hub (`$upstream`).
+    Upstream,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Module { module, input } => write!(f, "{module}/{input}"),
+            Target::Upstream => f.write_str(UPSTREAM),
+        }
+    }
+}
+
+/// The name of the hub as a route target.
+pub const UPSTREAM: &str = "$upstream";
+
+/// Whether `name` may name a module: 1–64 characters of `a-z`, `0-9`, `-` and `_`, starting
+/// with a letter. Names appear in topics, file names and method names, hence the narrow set.
+pub fn is_valid_module_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}

@@ -1,0 +1,104 @@
+//! One running module: its shared context, its instance, and the task that supervises it.
+
+mod instance;
+mod stats;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::deployment::ModuleSpec;
+use crate::host::KvStore;
+use crate::message::Message;
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+pub(crate) use stats::ModuleStats;
+pub use stats::{ModuleState, ModuleStatus};
+pub(crate) use supervisor::supervise;
+
+/// What a module's host imports and its supervisor share. Outlives instances: a restarted
+/// module keeps its state, counters and active configuration.
+pub(crate) struct ModuleCtx {
+    pub name: String,
+    pub spec: ModuleSpec,
+    /// Host directory mounted at `/data`, if the deployment grants one.
+    pub data_dir: Option<PathBuf>,
+    pub router: Arc<Router>,
+    pub upstream: Arc<dyn Upstream>,
+    /// The configuration the module has accepted (what `twin.desired` returns).
+    config: Mutex<serde_json::Value>,
+    pub stats: ModuleStats,
+    pub state: KvStore,
+}
+
+impl ModuleCtx {
+    pub(crate) fn new(
+        name: String,
+        spec: ModuleSpec,
+        config: serde_json::Value,
+        data_dir: Option<PathBuf>,
+        router: Arc<Router>,
+        upstream: Arc<dyn Upstream>,
+    ) -> Self {
+        ModuleCtx {
+            name,
+            spec,
+            data_dir,
+            router,
+            upstream,
+            config: Mutex::new(config),
+            stats: ModuleStats::default(),
+            state: KvStore::new(crate::host::DEFAULT_STATE_QUOTA),
+        }
+    }
+
+    /// The active configuration.
+    pub(crate) fn config(&self) -> serde_json::Value {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the active configuration, returning the previous one.
+    pub(crate) fn set_config(&self, config: serde_json::Value) -> serde_json::Value {
+        std::mem::replace(
+            &mut *self.config.lock().unwrap_or_else(|e| e.into_inner()),
+            config,
+        )
+    }
+}
+
+/// A message waiting in a module's inbox.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub input: String,
+    pub message: Message,
+}
+
+/// The answer of a module to a direct method.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MethodResult {
+    /// HTTP-style status.
+    pub status: u16,
+    /// JSON payload.
+    pub payload: String,
+}
+
+/// Requests to a module's supervisor, served between message deliveries.
+pub(crate) enum Control {
+    /// Apply a new configuration through `on-config`; the reply is the module's verdict.
+    Configure {
+        config: serde_json::Value,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Call `on-method`.
+    Method {
+        name: String,
+        payload: String,
+        reply: oneshot::Sender<MethodResult>,
+    },
+}

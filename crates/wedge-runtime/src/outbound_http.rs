@@ -1,0 +1,91 @@
+//! Outbound `wasi:http` requests, allowed only to the module's `allowed-hosts`.
+
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::deployment::AllowedHosts;
+
+/// The `wasi:http` hooks of one module: deny by default, then the standard client.
+pub(crate) struct OutboundHttp {
+    module: String,
+    allowed: AllowedHosts,
+}
+
+impl OutboundHttp {
+    pub(crate) fn new(module: &str, allowed: AllowedHosts) -> Self {
+        OutboundHttp {
+            module: module.to_string(),
+            allowed,
+        }
+    }
+
+    /// Whether `uri` is on the allow-list. A URI without scheme or host is denied.
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return false;
+        };
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        self.allowed.allows(scheme, host, port)
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        drop(fut);
+        if !self.allows(request.uri()) {
+            let uri = request.uri();
+            tracing::warn!(
+                module = %self.module,
+                destination = %format_args!(
+                    "{}://{}",
+                    uri.scheme_str().unwrap_or("?"),
+                    uri.authority().map_or("?", |a| a.as_str())
+                ),
+                "outbound HTTP request denied: destination is not in the module's allowed-hosts"
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listed_destinations_pass() {
+        let hooks = OutboundHttp::new(
+            "m",
+            AllowedHosts::parse(&["http://127.0.0.1:8080"]).unwrap(),
+        );
+        let ok: http::Uri = "http://127.0.0.1:8080/ingest?x=1".parse().unwrap();
+        let other_port: http::Uri = "http://127.0.0.1:9090/".parse().unwrap();
+        let no_scheme: http::Uri = "/relative".parse().unwrap();
+        assert!(hooks.allows(&ok));
+        assert!(!hooks.allows(&other_port));
+        assert!(!hooks.allows(&no_scheme));
+    }
+}

@@ -1,0 +1,126 @@
+//! The router: from `<module>/<output>` to module inputs and `$upstream`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use crate::deployment::{Route, Target};
+use crate::message::{Message, SendError};
+use crate::module::Delivery;
+use crate::upstream::{Upstream, UpstreamMessage};
+
+/// Routes messages. Module inboxes are bounded queues: a full inbox refuses the message with
+/// [`SendError::Full`] rather than blocking the sender, so a slow module cannot stall others
+/// and routing cycles cannot deadlock.
+pub(crate) struct Router {
+    table: RwLock<Table>,
+    upstream: Arc<dyn Upstream>,
+}
+
+#[derive(Default)]
+struct Table {
+    routes: HashMap<(String, String), Vec<Target>>,
+    inboxes: HashMap<String, mpsc::Sender<Delivery>>,
+}
+
+impl Router {
+    pub(crate) fn new(upstream: Arc<dyn Upstream>) -> Self {
+        Router {
+            table: RwLock::default(),
+            upstream,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        // Writers replace whole maps; a panic mid-write cannot leave a half-built entry.
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the routing table.
+    pub(crate) fn set_routes<'a>(&self, routes: impl IntoIterator<Item = &'a Route>) {
+        let mut map: HashMap<(String, String), Vec<Target>> = HashMap::new();
+        for route in routes {
+            map.entry((route.from_module.clone(), route.from_output.clone()))
+                .or_default()
+                .push(route.to.clone());
+        }
+        self.write().routes = map;
+    }
+
+    /// Registers (or replaces) the inbox of `module`.
+    pub(crate) fn set_inbox(&self, module: &str, inbox: mpsc::Sender<Delivery>) {
+        self.write().inboxes.insert(module.to_string(), inbox);
+    }
+
+    /// Removes the inbox of `module`; messages routed to it are dropped from now on.
+    pub(crate) fn remove_inbox(&self, module: &str) {
+        self.write().inboxes.remove(module);
+    }
+
+    /// Sends `message` from `module`'s `output` to every target of its routes, in route order.
+    ///
+    /// # Errors
+    /// The message is invalid, no route starts at the output, or a target refused it (targets
+    /// before it in the list have accepted it).
+    pub(crate) async fn send(
+        &self,
+        module: &str,
+        output: &str,
+        message: Message,
+    ) -> Result<(), SendError> {
+        message.validate()?;
+        let targets: Vec<(Target, Option<mpsc::Sender<Delivery>>)> = {
+            let table = self.read();
+            let Some(targets) = table.routes.get(&(module.to_string(), output.to_string())) else {
+                return Err(SendError::NoRoute(output.to_string()));
+            };
+            targets
+                .iter()
+                .map(|t| {
+                    let inbox = match t {
+                        Target::Module { module, .. } => table.inboxes.get(module).cloned(),
+                        Target::Upstream => None,
+                    };
+                    (t.clone(), inbox)
+                })
+                .collect()
+        };
+        for (target, inbox) in targets {
+            match target {
+                Target::Module { module: to, input } => {
+                    let Some(inbox) = inbox else {
+                        tracing::debug!(%to, "route target is not running; message dropped");
+                        continue;
+                    };
+                    match inbox.try_send(Delivery {
+                        input,
+                        message: message.clone(),
+                    }) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            tracing::debug!(%to, "route target has stopped; message dropped");
+                        }
+                    }
+                }
+                Target::Upstream => {
+                    self.upstream
+                        .send(UpstreamMessage {
+                            module: module.to_string(),
+                            output: output.to_string(),
+                            message: message.clone(),
+                            enqueued: SystemTime::now(),
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! The runtime: starts the modules of a deployment, routes between them, and applies
+//! configuration changes to running modules.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::deployment::Deployment;
+use crate::engine::{EngineCtx, EngineError};
+use crate::json::merged;
+use crate::module::{Control, MethodResult, ModuleCtx, ModuleStatus, supervise};
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+/// Room for configuration and method requests waiting for one module.
+const CONTROL_QUEUE: usize = 16;
+
+/// Errors of the runtime's operations.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A module could not be compiled; nothing was started.
+    #[error("module `{module}`: {source}")]
+    Compile {
+        /// The module.
+        module: String,
+        /// Why.
+        source: EngineError,
+    },
+    /// No module of that name is running.
+    #[error("no module named `{0}`")]
+    UnknownModule(String),
+    /// The module rejected its new configuration; the previous one stays active.
+    #[error("module `{module}` rejected the configuration: {reason}")]
+    Rejected {
+        /// The module.
+        module: String,
+        /// What the module said.
+        reason: String,
+    },
+    /// The module did not answer in time.
+    #[error("module `{0}` did not answer within {1:?}")]
+    Timeout(String, Duration),
+}
+
+/// The running modules of the host.
+pub struct Runtime {
+    engine: EngineCtx,
+    router: Arc<Router>,
+    upstream: Arc<dyn Upstream>,
+    data_dir: PathBuf,
+    modules: Mutex<BTreeMap<String, ModuleHandle>>,
+}
+
+struct ModuleHandle {
+    ctx: Arc<ModuleCtx>,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+}
+
+impl Runtime {
+    /// A runtime with no modules. Module data dirs are created under `data_dir/modules/`.
+    pub fn new(engine: EngineCtx, upstream: Arc<dyn Upstream>, data_dir: PathBuf) -> Self {
+        Runtime {
+            router: Arc::new(Router::new(upstream.clone())),
+            engine,
+            upstream,
+            data_dir,
+            modules: Mutex::default(),
+        }
+    }
+
+    fn modules(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ModuleHandle>> {
+        self.modules.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Compiles every module of `deployment`, then starts them all with their configuration
+    /// overlaid by `desired` (module name → JSON merge patch) and installs the routes.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Compile`] for the first module that does not compile; then no module
+    /// is started.
+    pub async fn start(
+        &self,
+        deployment: &Deployment,
+        desired: &BTreeMap<String, Value>,
+    ) -> Result<(), RuntimeError> {
+        let mut compiled = Vec::new();
+        for (name, spec) in &deployment.modules {
+            let engine = self.engine.clone();
+            let path = spec.path.clone();
+            let pre = tokio::task::spawn_blocking(move || engine.compile(&path))
+                .await
+                .expect("compilation does not panic")
+                .map_err(|source| RuntimeError::Compile {
+                    module: name.clone(),
+                    source,
+                })?;
+            compiled.push((name, spec, pre));
+        }
+        self.router.set_routes(deployment.routes.values());
+        for (name, spec, pre) in compiled {
+            let config = match desired.get(name) {
+                Some(patch) => merged(&spec.config, patch),
+                None => spec.config.clone(),
+            };
+            let data_dir = spec
+                .data_dir
+                .then(|| self.data_dir.join("modules").join(name));
+            let ctx = Arc::new(ModuleCtx::new(
+                name.clone(),
+                spec.clone(),
+                config,
+                data_dir,
+                self.router.clone(),
+                self.upstream.clone(),
+            ));
+            let (inbox_tx, inbox_rx) = mpsc::channel(spec.inbox);
+            let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+            self.router.set_inbox(name, inbox_tx);
+            let task = tokio::spawn(supervise(ctx.clone(), pre, inbox_rx, control_rx));
+            self.modules().insert(
+                name.clone(),
+                ModuleHandle {
+                    ctx,
+                    control: control_tx,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &self,
+        module: &str,
+    ) -> Result<(Arc<ModuleCtx>, mpsc::Sender<Control>), RuntimeError> {
+        self.modules()
+            .get(module)
+            .map(|h| (h.ctx.clone(), h.control.clone()))
+            .ok_or_else(|| RuntimeError::UnknownModule(module.to_string()))
+    }
+
+    /// Applies `desired` (a JSON merge patch over the module's deployment config) to a running
+    /// module through `on-config`, without restarting it.
+    ///
+    /// # Errors
+    /// Unknown module, the module rejected the configuration (the old one stays active), or it
+    /// did not answer within `timeout`.
+    pub async fn configure(
+        &self,
+        module: &str,
+        desired: &Value,
+        timeout: Duration,
+    ) -> Result<Value, RuntimeError> {
+        let (ctx, control) = self.handle(module)?;
+        let config = merged(&ctx.spec.config, desired);
+        let (reply, answer) = oneshot::channel();
+        let request = Control::Configure {
+            config: config.clone(),
+            reply,
+        };
+        let result = tokio::time::timeout(timeout, async {
+            control.send(request).await.ok()?;
+            answer.await.ok()
+        })
+        .await;
+        match result {
+            Ok(Some(Ok(()))) => Ok(config),
+            Ok(Some(Err(reason))) => Err(RuntimeError::Rejected {
+                module: module.to_string(),
+                reason,
+            }),
+            Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
+            Err(_) => Err(RuntimeError::Timeout(module.to_string(), timeout)),
+        }
+    }
+
+    /// Calls `on-method` of `module`. A module that does not answer within `timeout` gets 504.
+    ///
+    /// # Errors
+    /// [`RuntimeError::UnknownModule`].
+    pub async fn invoke(
+        &self,
+        module: &str,
+        method: &str,
+        payload: &str,
+        timeout: Duration,
+    ) -> Result<MethodResult, RuntimeError> {
+        let (_, control) = self.handle(module)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Control::Method {
+            name: method.to_string(),
+            payload: payload.to_string(),
+            reply,
+        };
+        let result = tokio::time::timeout(timeout, async {
+            control.send(request).await.ok()?;
+            answer.await.ok()
+        })
+        .await;
+        match result {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
+            Err(_) => Ok(MethodResult {
+                status: 504,
+                payload: serde_json::json!({ "error": format!("module `{module}` did not answer within {timeout:?}") })
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// The active configuration of `module`.
+    pub fn config(&self, module: &str) -> Option<Value> {
+        self.modules().get(module).map(|h| h.ctx.config())
+    }
+
+    /// A snapshot of every module.
+    pub fn status(&self) -> Vec<ModuleStatus> {
+        self.modules()
+            .iter()
+            .map(|(name, h)| h.ctx.stats.snapshot(name))
+            .collect()
+    }
+
+    /// Stops every module and waits for their tasks to end.
+    pub async fn shutdown(&self) {
+        let handles: Vec<ModuleHandle> =
+            std::mem::take(&mut *self.modules()).into_values().collect();
+        for handle in handles {
+            self.router.remove_inbox(&handle.ctx.name);
+            drop(handle.control);
+            let _ = handle.task.await;
+        }
+    }
+}

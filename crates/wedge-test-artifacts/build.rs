@@ -1,0 +1,194 @@
+//! Builds every component in `modules/` for `wasm32-wasip2` and writes their paths to
+//! `$OUT_DIR/artifacts.rs`, like wasmtime's `test-programs-artifacts`.
+//!
+//! The nested cargo uses its own target directory inside `OUT_DIR`: sharing the outer build's
+//! would deadlock on its lock. Environment set for the outer build (flags, target, wrappers) is
+//! removed so it cannot leak into the guest build.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// Constant name in `artifacts.rs`, cdylib file stem, and what the component is for.
+const COMPONENTS: &[(&str, &str, &str)] = &[
+    (
+        "SENSOR",
+        "sensor",
+        "Example module emitting readings on `readings` every tick.",
+    ),
+    (
+        "FILTER",
+        "filter",
+        "Example module forwarding readings above a threshold to `alerts`.",
+    ),
+    (
+        "HTTP_GATEWAY",
+        "http_gateway",
+        "Example module POSTing messages to `url` via wasi:http.",
+    ),
+    (
+        "TRAPPER",
+        "trapper",
+        "Test guest that traps in `on-message`.",
+    ),
+    (
+        "FS_PROBE",
+        "fs_probe",
+        "Test guest reporting whether it can read/write files.",
+    ),
+    ("BUSY", "busy", "Test guest spinning forever in `on-tick`."),
+    (
+        "ECHO",
+        "echo",
+        "Test guest forwarding messages to `out` and answering `ping`.",
+    ),
+];
+
+/// Variables of the outer build that the nested cargo would otherwise obey. Variables with
+/// the prefixes in `LEAKY_PREFIXES` are removed as well.
+const LEAKY_VARS: &[&str] = &[
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_RUSTC_WRAPPER",
+    "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_INCREMENTAL",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_LLVM_COV",
+    "CARGO_LLVM_COV_TARGET_DIR",
+    "LLVM_PROFILE_FILE",
+];
+/// `CARGO_TARGET_<triple>_*` (linker, runner, rustflags) and `CARGO_PROFILE_*` settings.
+const LEAKY_PREFIXES: &[&str] = &["CARGO_TARGET_", "CARGO_PROFILE_", "CARGO_BUILD_"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let repo = manifest_dir
+        .ancestors()
+        .nth(2)
+        .expect("crate lives in <repo>/crates/")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let modules = repo.join("modules");
+
+    rerun_if_changed(&repo, &modules);
+    check_target_installed();
+
+    let target_dir = out_dir.join("modules-target");
+    let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args(["build", "--release", "--locked", "--target", TARGET])
+        .arg("--manifest-path")
+        .arg(modules.join("Cargo.toml"))
+        .current_dir(&modules)
+        // Cargo interprets a build script's stdout as directives; the nested build's diagnostics
+        // go to stderr, which cargo shows when this script fails.
+        .stdout(Stdio::null());
+    for (key, _) in env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if LEAKY_VARS.contains(&key) || LEAKY_PREFIXES.iter().any(|p| key.starts_with(p)) {
+            cargo.env_remove(key);
+        }
+    }
+    // Set after the clean-up above, which removes the outer build's `CARGO_TARGET_DIR`.
+    cargo.env("CARGO_TARGET_DIR", &target_dir);
+    let status = cargo
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {}: {e}", modules.display()));
+    if !status.success() {
+        panic!(
+            "building the guest modules failed ({status}); see the cargo output above. Reproduce \
+             with `cd modules && cargo build --release --target {TARGET}` (if modules/Cargo.lock \
+             is out of date, run `cargo update --workspace` there)"
+        );
+    }
+
+    let release = target_dir.join(TARGET).join("release");
+    let mut code = String::new();
+    for (name, stem, doc) in COMPONENTS {
+        let path = release.join(format!("{stem}.wasm"));
+        assert!(
+            path.is_file(),
+            "the guest build did not produce {}",
+            path.display()
+        );
+        let path = path.to_str().expect("OUT_DIR is valid UTF-8");
+        writeln!(code, "/// {doc}\n///\n/// Absolute path of `{stem}.wasm`.").unwrap();
+        writeln!(code, "pub const {name}: &str = {path:?};").unwrap();
+    }
+    writeln!(code, "\n/// Every component, as `(constant name, path)`.").unwrap();
+    writeln!(code, "pub const ALL: &[(&str, &str)] = &[").unwrap();
+    for (name, _, _) in COMPONENTS {
+        writeln!(code, "    ({name:?}, {name}),").unwrap();
+    }
+    writeln!(code, "];").unwrap();
+    fs::write(out_dir.join("artifacts.rs"), code).expect("write artifacts.rs");
+}
+
+/// Rebuilds when a module, the SDK or the WIT changes. Files are listed one by one because a
+/// directory would include `modules/target`, which every manual build touches.
+fn rerun_if_changed(repo: &Path, modules: &Path) {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", repo.join("wit").display());
+    let sdk = repo.join("crates/wedge-sdk");
+    println!(
+        "cargo:rerun-if-changed={}",
+        sdk.join("Cargo.toml").display()
+    );
+    println!("cargo:rerun-if-changed={}", sdk.join("src").display());
+    // Cargo.lock of the root workspace pins the SDK's dependencies only for the outer build;
+    // the guests use modules/Cargo.lock, listed by the walk below.
+    walk(modules, &mut |path| {
+        println!("cargo:rerun-if-changed={}", path.display())
+    });
+}
+
+/// Calls `f` for every file under `dir`, skipping build output and hidden directories.
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                walk(&path, f);
+            }
+        } else {
+            f(&path);
+        }
+    }
+}
+
+/// Fails early, with the fix, when the standard library for the target is not installed: the
+/// nested build's own error ("can't find crate for `core`") does not say what to do.
+fn check_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    // Without a sysroot we cannot tell; let the build itself report the problem.
+    let Some(sysroot) = sysroot else { return };
+    if !sysroot.join("lib/rustlib").join(TARGET).is_dir() {
+        panic!(
+            "the Rust target {TARGET} is not installed (no {}); the guest modules need it. \
+             Fix: `rustup target add {TARGET}`",
+            sysroot.join("lib/rustlib").join(TARGET).display()
+        );
+    }
+}

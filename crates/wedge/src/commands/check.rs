@@ -1,0 +1,33 @@
+//! `wedge check`: validate a deployment without running it.
+
+use std::path::PathBuf;
+
+use wedge_runtime::{Deployment, EngineCtx};
+
+/// Arguments of `wedge check`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The deployment file (`wedge.toml`).
+    deployment: PathBuf,
+}
+
+/// Loads the deployment and compiles every module; prints one line per module.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let deployment = Deployment::load(&args.deployment)?;
+    let engine = EngineCtx::new()?;
+    for (name, spec) in &deployment.modules {
+        let engine = engine.clone();
+        let path = spec.path.clone();
+        tokio::task::spawn_blocking(move || engine.compile(&path))
+            .await?
+            .map_err(|e| anyhow::anyhow!("module `{name}`: {e}"))?;
+        println!("ok  {name}  {}", spec.path.display());
+    }
+    println!(
+        "{}: {} modules, {} routes",
+        args.deployment.display(),
+        deployment.modules.len(),
+        deployment.routes.len()
+    );
+    Ok(())
+}

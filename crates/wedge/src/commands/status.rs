@@ -1,0 +1,39 @@
+//! `wedge status`: the modules of the running host.
+
+use std::path::Path;
+
+use crate::control::{Request, client};
+
+/// Arguments of `wedge status`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print the raw JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints one line per module: state, messages in and out, errors, restarts, last error.
+pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
+    let status = client::call(data_dir, &Request::Status).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  LAST ERROR",
+        "MODULE", "STATE", "IN", "OUT", "ERRORS", "RESTARTS"
+    );
+    for m in status["modules"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  {}",
+            m["name"].as_str().unwrap_or("?"),
+            m["state"].as_str().unwrap_or("?"),
+            m["messages-in"],
+            m["messages-out"],
+            m["errors"],
+            m["restarts"],
+            m["last-error"].as_str().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}

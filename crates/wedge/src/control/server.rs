@@ -1,0 +1,125 @@
+//! The server side of the control endpoint, run by `wedge run`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use wedge_hub::local::LocalHub;
+use wedge_runtime::{Runtime, RuntimeError};
+
+use super::{MAX_REQUEST, Request, Response, SOCKET};
+
+/// How long a module gets to accept a configuration or answer a method.
+const MODULE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What requests act on.
+pub struct Host {
+    /// The running modules.
+    pub runtime: Arc<Runtime>,
+    /// The local hub (twin and telemetry).
+    pub hub: Arc<LocalHub>,
+}
+
+/// Binds the socket in `data_dir`. A socket left by a host that died is replaced; one that a
+/// running host answers on is an error, so two hosts never share a data dir.
+///
+/// # Errors
+/// Another host is running, or the socket cannot be bound.
+pub async fn bind(data_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
+    let path = data_dir.join(SOCKET);
+    if UnixStream::connect(&path).await.is_ok() {
+        bail!(
+            "another wedge is already running with data dir {}",
+            data_dir.display()
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    Ok((listener, path))
+}
+
+/// Serves connections until the task is dropped.
+pub async fn serve(listener: UnixListener, host: Arc<Host>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let host = host.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(stream, &host).await {
+                        tracing::debug!(error = %e, "control connection failed");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "control endpoint accept failed"),
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, host: &Host) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST as u64))
+        .read_line(&mut line)
+        .await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => handle(request, host).await,
+        Err(e) => Response::Error(format!("malformed request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&response)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+async fn handle(request: Request, host: &Host) -> Response {
+    match request {
+        Request::Status => Response::Ok(json!({ "modules": host.runtime.status() })),
+        Request::TwinGet => Response::Ok(host.hub.twin_document()),
+        Request::TwinSet { module, patch } => twin_set(host, &module, &patch).await,
+        Request::Call {
+            module,
+            method,
+            payload,
+        } => {
+            match host
+                .runtime
+                .invoke(&module, &method, &payload, MODULE_DEADLINE)
+                .await
+            {
+                Ok(result) => Response::Ok(json!(result)),
+                Err(e) => Response::Error(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Stores the desired patch and applies it. The local twin is changed only if the module
+/// accepts the configuration: a rejected change is rolled back so that the next start does not
+/// run with a configuration the module refused.
+async fn twin_set(host: &Host, module: &str, patch: &serde_json::Value) -> Response {
+    if host.runtime.config(module).is_none() {
+        return Response::Error(RuntimeError::UnknownModule(module.to_string()).to_string());
+    }
+    let (overlay, previous) = match host.hub.patch_desired(module, patch) {
+        Ok(change) => change,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    match host
+        .runtime
+        .configure(module, &overlay, MODULE_DEADLINE)
+        .await
+    {
+        Ok(config) => Response::Ok(json!({ "module": module, "config": config })),
+        Err(e) => {
+            if let Err(restore) = host.hub.restore_desired(module, previous) {
+                tracing::error!(error = %restore, "cannot roll back the desired properties");
+            }
+            Response::Error(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `wedge`: runs WebAssembly edge modules and connects them to a hub.
+
+mod commands;
+mod control;
+mod data_dir;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Run WebAssembly edge modules on this device and connect them to a hub.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Where wedge keeps its state: local hub files, module data, the control socket.
+    /// Default: $WEDGE_DATA_DIR, else /var/lib/wedge as root, else ~/.local/share/wedge.
+    #[arg(long, global = true, env = "WEDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the modules of a deployment file until interrupted.
+    Run(commands::run::Args),
+    /// Check a deployment file and compile its modules, without running anything.
+    Check(commands::check::Args),
+    /// Print telemetry received by the local hub, following new messages.
+    Tail(commands::tail::Args),
+    /// Read or change the local twin of the running host.
+    #[command(subcommand)]
+    Twin(commands::twin::Command),
+    /// Show the modules of the running host.
+    Status(commands::status::Args),
+    /// Invoke a direct method on a module of the running host.
+    Call(commands::call::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let data_dir = cli.data_dir.unwrap_or_else(data_dir::default_data_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| {
+        rt.block_on(async {
+            match cli.command {
+                Command::Run(args) => commands::run::run(args, &data_dir).await,
+                Command::Check(args) => commands::check::run(args).await,
+                Command::Tail(args) => commands::tail::run(args, &data_dir).await,
+                Command::Twin(command) => commands::twin::run(command, &data_dir).await,
+                Command::Status(args) => commands::status::run(args, &data_dir).await,
+                Command::Call(args) => commands::call::run(args, &data_dir).await,
+            }
+        })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Test guest: forwards every message unchanged on output `out` and answers the `ping` method.
+
+use serde_json::{Value, json};
+use wedge_sdk::{Config, Message, MethodResponse, Module, telemetry, twin};
+
+/// Output every message is forwarded on.
+const OUTPUT: &str = "out";
+
+struct Echo {
+    /// The latest configuration, reported back so tests can see what the module received.
+    config: Config,
+}
+
+impl Module for Echo {
+    fn init(config: Config) -> Result<Self, String> {
+        Ok(Echo { config })
+    }
+
+    fn on_config(&mut self, config: Config) -> Result<(), String> {
+        // Reported first so that a failed report rejects the config instead of half-applying it.
+        twin::report(&json!({"config": config.value()}))?;
+        self.config = config;
+        Ok(())
+    }
+
+    fn on_message(&mut self, _input: &str, msg: Message) -> Result<(), String> {
+        telemetry::send(OUTPUT, &msg).map_err(|e| format!("sending on `{OUTPUT}` failed: {e}"))
+    }
+
+    fn on_method(&mut self, name: &str, payload: &str) -> Result<MethodResponse, String> {
+        if name != "ping" {
+            return Err(format!("method `{name}` is not implemented"));
+        }
+        // Callers may send any payload; what is not JSON is echoed back as a string.
+        let payload = serde_json::from_str(payload).unwrap_or_else(|_| Value::from(payload));
+        Ok(MethodResponse {
+            status: 200,
+            payload: json!({"pong": payload}).to_string(),
+        })
+    }
+}
+
+wedge_sdk::export!(Echo);

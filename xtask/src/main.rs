@@ -1,0 +1,182 @@
+//! `cargo xtask <task>`: the project's entry points, so that a fresh machine with only Rust
+//! installed needs nothing else to build, demo and test wedge.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  build                 build the wedge host (release) and every module for wasm32-wasip2
+  demo [--seconds N]    build, then run examples/demo/wedge.toml on the local hub and print
+                        telemetry as it flows (until Ctrl-C, or for N seconds)
+  test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => build(),
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Adds the wasm32-wasip2 target through rustup when it is missing.
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") =>
+        {
+            Ok(())
+        }
+        Ok(_) => {
+            eprintln!("xtask: adding the wasm32-wasip2 target");
+            run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+        }
+        Err(_) => {
+            eprintln!("xtask: rustup not found; assuming the wasm32-wasip2 target is installed");
+            Ok(())
+        }
+    }
+}
+
+fn build_modules() -> anyhow::Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+        "modules/Cargo.toml",
+    ]))
+}
+
+fn build() -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    run(cargo().args(["build", "--release", "-p", "wedge"]))?;
+    build_modules()?;
+    let dir = root().join("modules/target/wasm32-wasip2/release");
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let size = std::fs::metadata(&path)?.len();
+            eprintln!("xtask: {:>8} KiB  {}", size / 1024, path.display());
+        }
+    }
+    Ok(())
+}
+
+fn demo(args: &[String]) -> anyhow::Result<()> {
+    let seconds = match args {
+        [] => None,
+        [flag, n] if flag == "--seconds" => {
+            Some(n.parse::<u64>().context("--seconds takes a number")?)
+        }
+        _ => bail!("usage: cargo xtask demo [--seconds N]"),
+    };
+    build()?;
+    let root = root();
+    let wedge = root.join("target/release/wedge");
+    let data_dir = root.join("target/demo-data");
+    // A fresh local hub each time, so the demo shows what this run produced.
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir)?;
+
+    let mut host = Command::new(&wedge)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["run", "examples/demo/wedge.toml"])
+        .current_dir(&root)
+        .spawn()
+        .context("cannot start wedge")?;
+    wait_for(&data_dir.join("telemetry.jsonl"), &mut host)?;
+    let mut tail = Command::new(&wedge)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["tail", "-n", "0"])
+        .spawn()?;
+    let d = data_dir.display();
+    eprintln!(
+        "\nxtask: the demo is running: sensor -> filter (threshold) -> local hub. Telemetry that passes the
+       filter prints below. In another terminal, try:
+         {w} --data-dir {d} twin set filter threshold=25
+         {w} --data-dir {d} status
+         {w} --data-dir {d} twin get filter\n",
+        w = wedge.display()
+    );
+    let outcome = match seconds {
+        Some(n) => {
+            std::thread::sleep(Duration::from_secs(n));
+            stop(&mut host)
+        }
+        None => host.wait().map(|_| ()).map_err(Into::into),
+    };
+    let _ = tail.kill();
+    let _ = tail.wait();
+    outcome
+}
+
+/// Waits until the host has created `file` (it opens the local hub before starting modules).
+fn wait_for(file: &Path, host: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !file.exists() {
+        if let Some(status) = host.try_wait()? {
+            bail!("wedge exited: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("wedge did not start within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Stops the host with SIGTERM, as a service manager would, and waits for it.
+fn stop(host: &mut Child) -> anyhow::Result<()> {
+    run(Command::new("kill").args(["-TERM", &host.id().to_string()]))?;
+    let status = host.wait()?;
+    if !status.success() {
+        bail!("wedge exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    run(cargo().args(["test", "--workspace"]).args(args))
+}
