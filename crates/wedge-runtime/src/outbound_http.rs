@@ -30,6 +30,23 @@ impl OutboundHttp {
     }
 }
 
+/// Most body bytes read from a denied request before giving up on it.
+const DENIED_BODY_DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads and discards the body of a denied request. Clients commonly write the whole body
+/// before reading the response; dropping the body at once would make their writes fail first,
+/// and they would report a broken stream instead of the denial.
+async fn drain(mut body: WasiBody) {
+    use http_body_util::BodyExt;
+    let mut drained = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        drained += frame.data_ref().map_or(0, |d| d.len());
+        if drained > DENIED_BODY_DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
 type ResponseFuture = Box<
     dyn Future<
             Output = wasmtime_wasi_http::Result<(
@@ -58,7 +75,10 @@ impl WasiHttpHooks for OutboundHttp {
                 ),
                 "outbound HTTP request denied: destination is not in the module's allowed-hosts"
             );
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+            return Box::new(async move {
+                drain(request.into_body()).await;
+                Err(Error::HttpRequestDenied)
+            });
         }
         Box::new(async move {
             use http_body_util::BodyExt;

@@ -363,7 +363,7 @@ alerts = { from = "filter/alerts", to = "$upstream" }
     fn route_to_unknown_module_is_refused() {
         assert_error(
             "[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a/out\", to = \"ghost/in\" }\n",
-            &["wedge.toml:4:30", "routes.r.to", "unknown module `ghost`"],
+            &["wedge.toml:4:28", "routes.r.to", "unknown module `ghost`"],
         );
         assert_error(
             "[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a\", to = \"$upstream\" }\n",

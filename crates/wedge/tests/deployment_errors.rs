@@ -1,0 +1,112 @@
+//! Bad deployment files: `wedge run` refuses each with one clear error naming the problem and
+//! where it is, before starting anything.
+
+mod support;
+
+use std::process::Command;
+
+use support::{Deployment, WEDGE};
+use wedge_test_artifacts::{FILTER, SENSOR};
+
+/// Runs `wedge run` on `toml` (with `extra_files` beside it) and returns its stderr; it must fail.
+fn run_fails(toml: &str, extra_files: &[(&str, &[u8])]) -> String {
+    let deployment = Deployment::new(toml);
+    for (name, bytes) in extra_files {
+        std::fs::write(deployment.dir.path().join(name), bytes).unwrap();
+    }
+    let out = Command::new(WEDGE)
+        .arg("--data-dir")
+        .arg(deployment.dir.path().join("data"))
+        .arg("run")
+        .arg(&deployment.path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "wedge run accepted:\n{toml}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected exactly one error line:\n{stderr}"
+    );
+    errors[0].to_string()
+}
+
+fn assert_names(error: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(error.contains(needle), "`{error}` should name `{needle}`");
+    }
+}
+
+#[test]
+fn unknown_field() {
+    let error = run_fails(
+        &format!("[modules.sensor]\npath = {SENSOR:?}\ntick_ms = 100\n"),
+        &[],
+    );
+    assert_names(
+        &error,
+        &["wedge.toml:3:1", "unknown field `tick_ms`", "tick-ms"],
+    );
+}
+
+#[test]
+fn missing_wasm_file() {
+    let error = run_fails("[modules.sensor]\npath = \"sensor.wasm\"\n", &[]);
+    assert_names(
+        &error,
+        &[
+            "wedge.toml:2:8",
+            "modules.sensor.path",
+            "sensor.wasm",
+            "No such file",
+        ],
+    );
+}
+
+#[test]
+fn not_a_component() {
+    let core_module = b"\0asm\x01\x00\x00\x00";
+    let error = run_fails(
+        "[modules.old]\npath = \"old.wasm\"\n",
+        &[("old.wasm", core_module)],
+    );
+    assert_names(
+        &error,
+        &[
+            "modules.old.path",
+            "core WebAssembly module, not a component",
+        ],
+    );
+    let error = run_fails(
+        "[modules.txt]\npath = \"notes.wasm\"\n",
+        &[("notes.wasm", b"hello")],
+    );
+    assert_names(&error, &["modules.txt.path", "not a WebAssembly component"]);
+}
+
+#[test]
+fn route_to_unknown_module() {
+    let error = run_fails(
+        &format!(
+            "[modules.sensor]\npath = {SENSOR:?}\n[modules.filter]\npath = {FILTER:?}\n\n[routes]\nr = {{ from = \"sensor/readings\", to = \"filtr/input\" }}\n"
+        ),
+        &[],
+    );
+    assert_names(
+        &error,
+        &["wedge.toml:7:", "routes.r.to", "unknown module `filtr`"],
+    );
+}
+
+#[test]
+fn a_component_that_is_not_a_wedge_module() {
+    // A truncated component: right header, nothing valid after it.
+    let mut broken = b"\0asm\x0d\x00\x01\x00".to_vec();
+    broken.extend_from_slice(&[0x01, 0xff, 0xff]);
+    let error = run_fails(
+        "[modules.broken]\npath = \"broken.wasm\"\n",
+        &[("broken.wasm", &broken)],
+    );
+    assert_names(&error, &["module `broken`", "broken.wasm"]);
+}

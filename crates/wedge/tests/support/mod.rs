@@ -1,0 +1,171 @@
+//! Test harness: a real `wedge run` process on a temporary data dir, driven through its CLI and
+//! control socket, with real guest components from `modules/`.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod http_server;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The wedge binary under test.
+pub const WEDGE: &str = env!("CARGO_BIN_EXE_wedge");
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A deployment file in a fresh temporary directory.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Deployment {
+    pub fn new(toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wedge.toml");
+        std::fs::write(&path, toml).unwrap();
+        Deployment { dir, path }
+    }
+}
+
+/// A running `wedge run`. Killed (SIGTERM, then SIGKILL) on drop.
+pub struct Host {
+    pub deployment: Deployment,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Host {
+    /// Starts `wedge run` on `toml` and waits until its control socket answers.
+    pub fn start(toml: &str) -> Host {
+        let deployment = Deployment::new(toml);
+        let data_dir = deployment.dir.path().join("data");
+        let log = deployment.dir.path().join("wedge.log");
+        let child = Command::new(WEDGE)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("run")
+            .arg(&deployment.path)
+            .env("WEDGE_LOG", "info,wedge_runtime=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut host = Host {
+            deployment,
+            data_dir,
+            log,
+            child,
+        };
+        wait_for("the control socket", Duration::from_secs(60), || {
+            if let Some(status) = host.child.try_wait().unwrap() {
+                panic!("wedge run exited with {status}:\n{}", host.log());
+            }
+            host.request(&json!({"op": "status"})).ok()
+        });
+        host
+    }
+
+    /// What the host logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends one control request; `Err` is the host's error message.
+    pub fn request(&self, request: &Value) -> Result<Value, String> {
+        let mut stream =
+            UnixStream::connect(self.data_dir.join("wedge.sock")).map_err(|e| e.to_string())?;
+        writeln!(stream, "{request}").map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
+        match (answer.get("ok"), answer.get("error")) {
+            (Some(ok), _) => Ok(ok.clone()),
+            (_, Some(error)) => Err(error.as_str().unwrap_or_default().to_string()),
+            _ => Err(format!("malformed answer {answer}")),
+        }
+    }
+
+    /// The status entry of `module`.
+    pub fn module_status(&self, module: &str) -> Value {
+        let status = self.request(&json!({"op": "status"})).unwrap();
+        status["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == module)
+            .unwrap_or_else(|| panic!("no module {module} in {status}"))
+            .clone()
+    }
+
+    /// Runs the wedge CLI against this host's data dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(WEDGE)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Telemetry the local hub has stored, parsed.
+    pub fn telemetry(&self) -> Vec<Value> {
+        telemetry(&self.data_dir)
+    }
+}
+
+/// Telemetry stored in `data_dir`, one JSON value per complete line.
+pub fn telemetry(data_dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(data_dir.join("telemetry.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The body of a telemetry record, parsed as JSON.
+pub fn body(record: &Value) -> Value {
+    serde_json::from_str(record["body"].as_str().unwrap()).unwrap()
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `[modules.NAME]` table for a component built from `modules/`.
+pub fn module(name: &str, wasm: &str, extra: &str) -> String {
+    format!("[modules.{name}]\npath = {wasm:?}\n{extra}\n")
+}
