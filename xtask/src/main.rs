@@ -176,7 +176,40 @@ fn stop(host: &mut Child) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs Mosquitto from Debian's packages when it is missing: the MQTT tests start a real
+/// broker. Needs root (as on CI); otherwise says what to run.
+fn ensure_mosquitto() -> anyhow::Result<()> {
+    let found = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if found {
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !is_root {
+        bail!(
+            "the tests need Mosquitto: run `sudo apt-get install -y mosquitto mosquitto-clients`"
+        );
+    }
+    eprintln!("xtask: installing mosquitto (apt-get)");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "mosquitto",
+            "mosquitto-clients",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_wasm_target()?;
+    ensure_mosquitto()?;
     run(cargo().args(["test", "--workspace"]).args(args))
 }

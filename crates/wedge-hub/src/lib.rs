@@ -3,5 +3,6 @@
 //! directory, so modules work with no cloud account.
 #![deny(missing_docs)]
 
+pub mod iothub;
 pub mod local;
 pub mod telemetry_record;

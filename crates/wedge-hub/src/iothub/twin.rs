@@ -1,0 +1,1032 @@
+//! The device twin as an I/O-free state machine: inputs in (connected, disconnected, a received
+//! twin message, a reported patch, the clock), [`Action`]s out (publish this, apply that
+//! configuration, log this), in the manner of rumqttc's `state.rs`.
+//!
+//! Desired properties (Microsoft page "Communicate with an IoT hub using the MQTT protocol",
+//! sections "Retrieving a device twin's properties" and "Receiving desired properties update
+//! notifications"):
+//! - after connecting (and subscribing to
+//!   [`TWIN_RESPONSE_FILTER`](super::topics::TWIN_RESPONSE_FILTER) and
+//!   [`TWIN_DESIRED_FILTER`](super::topics::TWIN_DESIRED_FILTER)),
+//!   GET the whole document with a fresh `$rid`: the page's "device reconnection flow", since the
+//!   hub sends patches only while the device is connected;
+//! - a patch carries the desired `$version` it produces; it is applied (RFC 7396 merge) only on
+//!   top of the version just before it. Older ones are stale and ignored; a newer one means some
+//!   were missed, so it is kept and the document is fetched again;
+//! - a GET answer replaces the document; patches kept meanwhile that are newer are then applied
+//!   in order, older ones dropped.
+//!
+//! What wedge reads from the desired section is `wedge.modules.<name>.config`
+//! ([`Action::DesiredModules`]).
+//!
+//! Reported properties ("Update device twin's reported properties"): one PATCH in flight at a
+//! time; patches reported meanwhile are composed into one where a single merge patch can say the
+//! same, queued otherwise. A 2xx answer (the hub sends 204) completes it; 429 and 5xx
+//! (`az_iot_status_retriable` in `azure-sdk-for-c` `az_iot_common.h`) and a timeout retry it
+//! with exponential backoff; any other status (400 malformed, 413 too large, …) drops it, since
+//! sending it again cannot succeed.
+//!
+//! Acknowledging a desired value follows the IoT Plug and Play convention as
+//! `azure-sdk-for-c` `az_iot_hub_client_properties_writer_begin_response_status` writes it:
+//! `{"value": …, "ac": <status>, "av": <desired $version>, "ad": "<description>"}` ([`ack`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use wedge_runtime::json::merge_patch;
+
+use super::topics::{Incoming, twin_get_topic, twin_reported_topic};
+
+/// Timeouts and retry pacing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinConfig {
+    /// How long to wait for a GET answer: 60 s, `azure-iot-sdk-c`
+    /// `ON_DEMAND_GET_TWIN_REQUEST_TIMEOUT_SECS`.
+    pub get_timeout: Duration,
+    /// How long to wait for a reported PATCH answer: 300 s, `azure-iot-sdk-c`
+    /// `TWIN_REPORT_UPDATE_TIMEOUT_SECS`.
+    pub report_timeout: Duration,
+    /// First retry delay after a failed request; doubled on each further failure.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Most out-of-order desired patches kept while waiting for a GET answer; past that they
+    /// are dropped and the document fetched again.
+    pub max_buffered_patches: usize,
+}
+
+impl Default for TwinConfig {
+    fn default() -> Self {
+        TwinConfig {
+            get_timeout: Duration::from_secs(60),
+            report_timeout: Duration::from_secs(300),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            max_buffered_patches: 32,
+        }
+    }
+}
+
+/// What the transport or the host has to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Publish `payload` on `topic`.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The payload (empty for a GET).
+        payload: Vec<u8>,
+    },
+    /// The desired module configuration changed (or arrived for the first time): module name
+    /// to `desired.wedge.modules.<name>.config`, at desired `$version` `version`.
+    DesiredModules {
+        /// The desired `$version` this configuration is at.
+        version: u64,
+        /// Module name to its `config`; modules without one are left out.
+        modules: BTreeMap<String, Value>,
+    },
+    /// Something to log: a failed request, a malformed document.
+    Warn(String),
+}
+
+/// A reported patch that was refused before queuing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// Reported properties are patched with a JSON object.
+    #[error("a reported-properties patch must be a JSON object")]
+    NotAnObject,
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    rid: String,
+    sent_at: Instant,
+}
+
+/// The twin state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Twin {
+    config: TwinConfig,
+    connected: bool,
+    next_rid: u64,
+
+    /// The desired section, `$version` included, once a GET has answered.
+    desired: Option<Value>,
+    version: u64,
+    get: Option<Request>,
+    get_retry_at: Option<Instant>,
+    get_failures: u32,
+    /// A GET answer may predate patches dropped from a full buffer: fetch again after it.
+    get_again: bool,
+    buffered: BTreeMap<u64, Value>,
+    emitted: Option<BTreeMap<String, Value>>,
+
+    queue: VecDeque<Value>,
+    in_flight: Option<(Request, Value)>,
+    report_retry_at: Option<Instant>,
+    report_failures: u32,
+    reported_version: Option<u64>,
+}
+
+impl Default for Twin {
+    fn default() -> Self {
+        Twin::new(TwinConfig::default())
+    }
+}
+
+impl Twin {
+    /// A disconnected twin with no document yet.
+    pub fn new(config: TwinConfig) -> Self {
+        Twin {
+            config,
+            connected: false,
+            next_rid: 1,
+            desired: None,
+            version: 0,
+            get: None,
+            get_retry_at: None,
+            get_failures: 0,
+            get_again: false,
+            buffered: BTreeMap::new(),
+            emitted: None,
+            queue: VecDeque::new(),
+            in_flight: None,
+            report_retry_at: None,
+            report_failures: 0,
+            reported_version: None,
+        }
+    }
+
+    /// The desired section as last known, `$version` included.
+    pub fn desired(&self) -> Option<&Value> {
+        self.desired.as_ref()
+    }
+
+    /// The desired `$version` as last known.
+    pub fn desired_version(&self) -> Option<u64> {
+        self.desired.as_ref().map(|_| self.version)
+    }
+
+    /// `desired.wedge.modules`: module name to its `config` (modules without one left out).
+    pub fn desired_modules(&self) -> BTreeMap<String, Value> {
+        self.desired
+            .as_ref()
+            .map(module_configs)
+            .unwrap_or_default()
+    }
+
+    /// The reported `$version` from the last GET or acknowledged PATCH.
+    pub fn reported_version(&self) -> Option<u64> {
+        self.reported_version
+    }
+
+    /// Whether reported patches are waiting or in flight.
+    pub fn reports_pending(&self) -> bool {
+        self.in_flight.is_some() || !self.queue.is_empty()
+    }
+
+    /// When [`Twin::tick`] next has something to do: a request timing out or a retry falling
+    /// due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.get
+                .as_ref()
+                .map(|get| get.sent_at + self.config.get_timeout),
+            self.get_retry_at,
+            self.in_flight
+                .as_ref()
+                .map(|(request, _)| request.sent_at + self.config.report_timeout),
+            self.report_retry_at
+                .filter(|_| self.in_flight.is_none() && !self.queue.is_empty()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The MQTT connection is up and the twin topics are subscribed: GET the document and send
+    /// what is waiting to be reported. A patch that was in flight is sent again (a merge patch
+    /// applied twice is applied once).
+    pub fn on_connected(&mut self, now: Instant) -> Vec<Action> {
+        self.connected = true;
+        self.requeue_in_flight();
+        self.get = None;
+        self.get_retry_at = None;
+        self.report_retry_at = None;
+        let mut actions = Vec::new();
+        self.send_get(now, &mut actions);
+        self.pump(now, &mut actions);
+        actions
+    }
+
+    /// The connection is gone: answers to requests in flight will not come.
+    pub fn on_disconnected(&mut self) {
+        self.connected = false;
+        self.get = None;
+        self.get_retry_at = None;
+        self.requeue_in_flight();
+    }
+
+    /// Feeds a received message: twin responses and desired patches are handled, anything else
+    /// is ignored.
+    pub fn on_incoming(
+        &mut self,
+        incoming: &Incoming,
+        payload: &[u8],
+        now: Instant,
+    ) -> Vec<Action> {
+        match incoming {
+            Incoming::TwinResponse {
+                status,
+                rid,
+                version,
+            } => self.on_response(*status, rid, *version, payload, now),
+            Incoming::DesiredPatch { version } => self.on_desired_patch(*version, payload, now),
+            Incoming::MethodRequest { .. } | Incoming::C2d { .. } => Vec::new(),
+        }
+    }
+
+    /// A `$iothub/twin/res/{status}/?$rid={rid}[&$version={version}]` message. Answers to
+    /// requests this machine is not waiting for (sent before a reconnect, or timed out) are
+    /// ignored.
+    pub fn on_response(
+        &mut self,
+        status: u16,
+        rid: &str,
+        version: Option<u64>,
+        body: &[u8],
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.get.as_ref().is_some_and(|get| get.rid == rid) {
+            self.get = None;
+            self.on_get_response(status, body, now, &mut actions);
+        } else if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|(request, _)| request.rid == rid)
+        {
+            self.on_report_response(status, version, now, &mut actions);
+        }
+        actions
+    }
+
+    /// A `$iothub/twin/PATCH/properties/desired/?$version={version}` message with its JSON
+    /// body.
+    pub fn on_desired_patch(&mut self, version: u64, body: &[u8], now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let patch = match serde_json::from_slice::<Value>(body) {
+            Ok(patch @ Value::Object(_)) => patch,
+            Ok(_) | Err(_) => {
+                actions.push(Action::Warn(format!(
+                    "desired patch $version {version} is not a JSON object; fetching the twin again"
+                )));
+                self.request_get(now, &mut actions);
+                return actions;
+            }
+        };
+        let waiting_for_document = self.desired.is_none() || self.get.is_some();
+        if !waiting_for_document && version <= self.version {
+            // Stale: already part of the document.
+            return actions;
+        }
+        if !waiting_for_document && Some(version) == self.version.checked_add(1) {
+            self.apply(version, &patch);
+            self.drain_buffered();
+            self.emit_if_changed(&mut actions);
+            return actions;
+        }
+        // Waiting for a GET answer, or a gap: keep it for later.
+        if self.buffered.len() >= self.config.max_buffered_patches
+            && !self.buffered.contains_key(&version)
+        {
+            actions.push(Action::Warn(format!(
+                "more than {} desired patches out of order; fetching the twin again",
+                self.config.max_buffered_patches
+            )));
+            self.buffered.clear();
+            if self.get.is_some() {
+                self.get_again = true;
+            }
+        } else {
+            self.buffered.insert(version, patch);
+        }
+        if !waiting_for_document {
+            self.request_get(now, &mut actions);
+        }
+        actions
+    }
+
+    /// Queues `patch` (a JSON merge patch of the reported properties) and sends it when nothing
+    /// else is in flight.
+    ///
+    /// # Errors
+    /// [`ReportError::NotAnObject`].
+    pub fn report(&mut self, patch: Value, now: Instant) -> Result<Vec<Action>, ReportError> {
+        if !patch.is_object() {
+            return Err(ReportError::NotAnObject);
+        }
+        match self
+            .queue
+            .back_mut()
+            .map(|last| (compose(last, &patch), last))
+        {
+            Some((Some(composed), last)) => *last = composed,
+            _ => self.queue.push_back(patch),
+        }
+        let mut actions = Vec::new();
+        self.pump(now, &mut actions);
+        Ok(actions)
+    }
+
+    /// The clock: times out requests and sends what is due for a retry.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Some(get) = &self.get
+            && now >= get.sent_at + self.config.get_timeout
+        {
+            actions.push(Action::Warn(format!(
+                "twin GET $rid {} got no answer in {:?}; asking again",
+                get.rid, self.config.get_timeout
+            )));
+            self.get = None;
+            self.send_get(now, &mut actions);
+        }
+        if self.get_retry_at.is_some_and(|at| now >= at) {
+            self.get_retry_at = None;
+            self.send_get(now, &mut actions);
+        }
+        if let Some((request, _)) = &self.in_flight
+            && now >= request.sent_at + self.config.report_timeout
+        {
+            actions.push(Action::Warn(format!(
+                "reported patch $rid {} got no answer in {:?}; sending it again",
+                request.rid, self.config.report_timeout
+            )));
+            self.requeue_in_flight();
+            self.report_retry_at = None;
+        }
+        self.pump(now, &mut actions);
+        actions
+    }
+
+    fn rid(&mut self) -> String {
+        let rid = self.next_rid.to_string();
+        self.next_rid = self.next_rid.wrapping_add(1).max(1);
+        rid
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1_u32 << failures.min(16);
+        self.config
+            .retry_min
+            .saturating_mul(factor)
+            .min(self.config.retry_max)
+    }
+
+    /// Sends a GET unless one is in flight or a retry is already scheduled.
+    fn request_get(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.get.is_none() && self.get_retry_at.is_none() {
+            self.send_get(now, actions);
+        }
+    }
+
+    fn send_get(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if !self.connected {
+            return;
+        }
+        let rid = self.rid();
+        actions.push(Action::Publish {
+            topic: twin_get_topic(&rid),
+            payload: Vec::new(),
+        });
+        self.get = Some(Request { rid, sent_at: now });
+    }
+
+    fn on_get_response(
+        &mut self,
+        status: u16,
+        body: &[u8],
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let parsed = if (200..300).contains(&status) {
+            parse_document(body)
+        } else {
+            Err(format!("status {status}"))
+        };
+        let document = match parsed {
+            Ok(document) => document,
+            Err(why) => {
+                let delay = self.backoff(self.get_failures);
+                self.get_failures = self.get_failures.saturating_add(1);
+                self.get_retry_at = Some(now + delay);
+                actions.push(Action::Warn(format!(
+                    "twin GET failed ({why}); retrying in {delay:?}"
+                )));
+                return;
+            }
+        };
+        self.get_failures = 0;
+        self.version = document.version;
+        self.desired = Some(document.desired);
+        if document.reported_version.is_some() {
+            self.reported_version = document.reported_version;
+        }
+        // Versions come from the network: no `+ 1` that could overflow.
+        self.buffered = match self.version.checked_add(1) {
+            Some(next) => self.buffered.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        self.drain_buffered();
+        self.emit_if_changed(actions);
+        if !self.buffered.is_empty() || std::mem::take(&mut self.get_again) {
+            self.send_get(now, actions);
+        }
+    }
+
+    fn apply(&mut self, version: u64, patch: &Value) {
+        let desired = self.desired.get_or_insert_with(|| json!({}));
+        merge_patch(desired, patch);
+        desired["$version"] = json!(version);
+        self.version = version;
+    }
+
+    /// Applies kept patches that follow the current version without a gap.
+    fn drain_buffered(&mut self) {
+        while let Some(next) = self.version.checked_add(1)
+            && let Some(patch) = self.buffered.remove(&next)
+        {
+            self.apply(next, &patch);
+        }
+    }
+
+    fn emit_if_changed(&mut self, actions: &mut Vec<Action>) {
+        let modules = self.desired_modules();
+        if self.emitted.as_ref() != Some(&modules) {
+            self.emitted = Some(modules.clone());
+            actions.push(Action::DesiredModules {
+                version: self.version,
+                modules,
+            });
+        }
+    }
+
+    fn on_report_response(
+        &mut self,
+        status: u16,
+        version: Option<u64>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some((request, patch)) = self.in_flight.take() else {
+            return;
+        };
+        if (200..300).contains(&status) {
+            self.report_failures = 0;
+            self.report_retry_at = None;
+            if version.is_some() {
+                self.reported_version = version;
+            }
+        } else if status == 429 || (500..600).contains(&status) {
+            let delay = self.backoff(self.report_failures);
+            self.report_failures = self.report_failures.saturating_add(1);
+            self.report_retry_at = Some(now + delay);
+            self.requeue(patch);
+            actions.push(Action::Warn(format!(
+                "reported patch $rid {} failed with status {status}; retrying in {delay:?}",
+                request.rid
+            )));
+        } else {
+            actions.push(Action::Warn(format!(
+                "reported patch $rid {} refused with status {status}; dropped",
+                request.rid
+            )));
+        }
+        self.pump(now, actions);
+    }
+
+    /// Sends the next queued patch if connected, nothing is in flight and no retry is pending.
+    fn pump(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if !self.connected
+            || self.in_flight.is_some()
+            || self.report_retry_at.is_some_and(|at| now < at)
+        {
+            return;
+        }
+        let Some(patch) = self.queue.pop_front() else {
+            return;
+        };
+        self.report_retry_at = None;
+        let rid = self.rid();
+        actions.push(Action::Publish {
+            topic: twin_reported_topic(&rid),
+            payload: serde_json::to_vec(&patch).unwrap_or_default(),
+        });
+        self.in_flight = Some((Request { rid, sent_at: now }, patch));
+    }
+
+    fn requeue_in_flight(&mut self) {
+        if let Some((_, patch)) = self.in_flight.take() {
+            self.requeue(patch);
+        }
+    }
+
+    /// Puts `patch` back before everything queued after it.
+    fn requeue(&mut self, patch: Value) {
+        match self
+            .queue
+            .front_mut()
+            .map(|next| (compose(&patch, next), next))
+        {
+            Some((Some(composed), next)) => *next = composed,
+            _ => self.queue.push_front(patch),
+        }
+    }
+}
+
+struct Document {
+    desired: Value,
+    version: u64,
+    reported_version: Option<u64>,
+}
+
+/// The body of a GET answer: `{"desired": {…, "$version": 12}, "reported": {…, "$version": 123}}`.
+fn parse_document(body: &[u8]) -> Result<Document, String> {
+    let document: Value =
+        serde_json::from_slice(body).map_err(|e| format!("document is not JSON: {e}"))?;
+    let desired = document
+        .get("desired")
+        .filter(|d| d.is_object())
+        .ok_or("document has no `desired` object")?;
+    let version = desired
+        .get("$version")
+        .and_then(Value::as_u64)
+        .ok_or("`desired.$version` is missing or not a number")?;
+    let reported_version = document
+        .get("reported")
+        .and_then(|r| r.get("$version"))
+        .and_then(Value::as_u64);
+    Ok(Document {
+        desired: desired.clone(),
+        version,
+        reported_version,
+    })
+}
+
+/// `desired.wedge.modules.<name>.config` for each module that has one.
+fn module_configs(desired: &Value) -> BTreeMap<String, Value> {
+    let Some(modules) = desired
+        .get("wedge")
+        .and_then(|w| w.get("modules"))
+        .and_then(Value::as_object)
+    else {
+        return BTreeMap::new();
+    };
+    modules
+        .iter()
+        .filter_map(|(name, module)| Some((name.clone(), module.get("config")?.clone())))
+        .collect()
+}
+
+/// One merge patch with the effect of applying `first` then `second`, when one exists.
+///
+/// It does not when `first` sets a member to a non-object (or deletes it) and `second` patches
+/// an object into it: applied in turn, the member is *replaced* by `second`'s object; a single
+/// merge patch can only merge into whatever the target holds.
+pub fn compose(first: &Value, second: &Value) -> Option<Value> {
+    let (Value::Object(first), Value::Object(second)) = (first, second) else {
+        return None;
+    };
+    let mut out: Map<String, Value> = first.clone();
+    for (key, later) in second {
+        let composed = match (out.get(key), later) {
+            (None, _) | (Some(_), Value::Null) => later.clone(),
+            (Some(earlier @ Value::Object(_)), Value::Object(_)) => compose(earlier, later)?,
+            (Some(_), Value::Object(_)) => return None,
+            (Some(_), _) => later.clone(),
+        };
+        out.insert(key.clone(), composed);
+    }
+    Some(Value::Object(out))
+}
+
+/// An IoT Plug and Play acknowledgement of a desired value: `{"value": value, "ac": status,
+/// "av": version, "ad": description}`; `ad` left out when `None` (as `azure-sdk-for-c` leaves
+/// out an empty description).
+pub fn ack(value: Value, status: u16, version: u64, description: Option<&str>) -> Value {
+    let mut ack = json!({ "value": value, "ac": status, "av": version });
+    if let Some(description) = description {
+        ack["ad"] = json!(description);
+    }
+    ack
+}
+
+/// The reported patch acknowledging module `module`'s desired `config`:
+/// `{"wedge": {"modules": {"<module>": {"config": <ack>}}}}`, mirroring where it was desired.
+pub fn config_ack_patch(
+    module: &str,
+    config: Value,
+    status: u16,
+    version: u64,
+    description: Option<&str>,
+) -> Value {
+    let mut modules = Map::new();
+    modules.insert(
+        module.to_owned(),
+        json!({ "config": ack(config, status, version, description) }),
+    );
+    json!({ "wedge": { "modules": modules } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connected() -> (Twin, Instant, String) {
+        let mut twin = Twin::default();
+        let now = Instant::now();
+        let actions = twin.on_connected(now);
+        let rid = get_rid(&actions).expect("a GET on connect");
+        (twin, now, rid)
+    }
+
+    fn get_rid(actions: &[Action]) -> Option<String> {
+        actions.iter().find_map(|action| match action {
+            Action::Publish { topic, payload } => {
+                let rid = topic.strip_prefix("$iothub/twin/GET/?$rid=")?;
+                assert!(payload.is_empty());
+                Some(rid.to_owned())
+            }
+            _ => None,
+        })
+    }
+
+    fn report_sent(actions: &[Action]) -> Option<(String, Value)> {
+        actions.iter().find_map(|action| match action {
+            Action::Publish { topic, payload } => {
+                let rid = topic.strip_prefix("$iothub/twin/PATCH/properties/reported/?$rid=")?;
+                Some((rid.to_owned(), serde_json::from_slice(payload).unwrap()))
+            }
+            _ => None,
+        })
+    }
+
+    fn modules(actions: &[Action]) -> Option<(u64, BTreeMap<String, Value>)> {
+        actions.iter().find_map(|action| match action {
+            Action::DesiredModules { version, modules } => Some((*version, modules.clone())),
+            _ => None,
+        })
+    }
+
+    fn document(version: u64, threshold: i64) -> Vec<u8> {
+        json!({
+            "desired": {
+                "$version": version,
+                "wedge": { "modules": { "filter": { "config": { "threshold": threshold } } } },
+                "other": true
+            },
+            "reported": { "$version": 7 }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn patch(version: u64, threshold: i64) -> Vec<u8> {
+        json!({
+            "wedge": { "modules": { "filter": { "config": { "threshold": threshold } } } },
+            "$version": version
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn threshold(twin: &Twin) -> Option<i64> {
+        twin.desired_modules().get("filter")?["threshold"].as_i64()
+    }
+
+    #[test]
+    fn connect_gets_the_document_and_emits_modules() {
+        let (mut twin, now, rid) = connected();
+        assert_eq!(twin.desired_version(), None);
+        let actions = twin.on_response(200, &rid, None, &document(5, 25), now);
+        let (version, modules) = modules(&actions).expect("modules");
+        assert_eq!(version, 5);
+        assert_eq!(modules["filter"], json!({ "threshold": 25 }));
+        assert_eq!(twin.desired_version(), Some(5));
+        assert_eq!(twin.reported_version(), Some(7));
+        assert_eq!(twin.desired().unwrap()["other"], json!(true));
+        // Each request gets a fresh $rid.
+        twin.on_disconnected();
+        let again = get_rid(&twin.on_connected(now)).unwrap();
+        assert_ne!(again, rid);
+    }
+
+    #[test]
+    fn patches_apply_in_version_order_and_stale_ones_are_ignored() {
+        let (mut twin, now, rid) = connected();
+        twin.on_response(200, &rid, None, &document(5, 25), now);
+
+        let actions = twin.on_desired_patch(6, &patch(6, 30), now);
+        assert_eq!(modules(&actions).unwrap().0, 6);
+        assert_eq!(threshold(&twin), Some(30));
+        assert_eq!(twin.desired().unwrap()["$version"], json!(6));
+
+        // Stale: same or older version.
+        for stale in [6, 5, 1] {
+            let actions = twin.on_desired_patch(stale, &patch(stale, 99), now);
+            assert!(actions.is_empty(), "{actions:?}");
+        }
+        assert_eq!(threshold(&twin), Some(30));
+
+        // A patch that does not touch the modules changes the version but emits nothing.
+        let actions = twin.on_desired_patch(7, br#"{"other": null, "$version": 7}"#, now);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert_eq!(twin.desired_version(), Some(7));
+        assert!(twin.desired().unwrap().get("other").is_none());
+    }
+
+    #[test]
+    fn a_gap_fetches_the_document_and_later_patches_fill_in() {
+        let (mut twin, now, rid) = connected();
+        twin.on_response(200, &rid, None, &document(5, 25), now);
+
+        // 7 arrives before 6: keep it, fetch again.
+        let actions = twin.on_desired_patch(7, &patch(7, 70), now);
+        let get = get_rid(&actions).expect("GET on a gap");
+        assert_eq!(threshold(&twin), Some(25));
+        // 8 arrives while the GET is in flight: kept too, no second GET.
+        let actions = twin.on_desired_patch(8, &patch(8, 80), now);
+        assert!(get_rid(&actions).is_none(), "{actions:?}");
+
+        // The GET answers at version 7 (6 and 7 included): 7 is dropped, 8 applied on top.
+        let actions = twin.on_response(200, &get, None, &document(7, 70), now);
+        assert_eq!(modules(&actions).unwrap(), (8, modules_with(80)));
+        assert_eq!(twin.desired_version(), Some(8));
+        assert!(get_rid(&actions).is_none());
+    }
+
+    fn modules_with(threshold: i64) -> BTreeMap<String, Value> {
+        BTreeMap::from([("filter".to_owned(), json!({ "threshold": threshold }))])
+    }
+
+    #[test]
+    fn patches_before_the_first_document_wait_for_it() {
+        let (mut twin, now, rid) = connected();
+        // Out of order, before the GET answers.
+        assert!(twin.on_desired_patch(7, &patch(7, 70), now).is_empty());
+        assert!(twin.on_desired_patch(6, &patch(6, 60), now).is_empty());
+        assert!(twin.on_desired_patch(4, &patch(4, 40), now).is_empty());
+        assert_eq!(twin.desired_version(), None);
+        // The document is at 5: 4 is dropped, 6 and 7 applied in order.
+        let actions = twin.on_response(200, &rid, None, &document(5, 50), now);
+        assert_eq!(modules(&actions).unwrap(), (7, modules_with(70)));
+    }
+
+    #[test]
+    fn a_document_older_than_kept_patches_with_a_gap_fetches_again() {
+        let (mut twin, now, rid) = connected();
+        twin.on_desired_patch(9, &patch(9, 90), now);
+        let actions = twin.on_response(200, &rid, None, &document(5, 50), now);
+        assert_eq!(modules(&actions).unwrap(), (5, modules_with(50)));
+        let again = get_rid(&actions).expect("GET again: 6 to 8 are missing");
+        let actions = twin.on_response(200, &again, None, &document(9, 90), now);
+        assert_eq!(modules(&actions).unwrap(), (9, modules_with(90)));
+        assert!(get_rid(&actions).is_none());
+    }
+
+    #[test]
+    fn extreme_versions_do_not_overflow() {
+        let (mut twin, now, rid) = connected();
+        twin.on_desired_patch(u64::MAX, &patch(u64::MAX, 1), now);
+        let actions = twin.on_response(200, &rid, None, &document(u64::MAX, 2), now);
+        assert_eq!(modules(&actions).unwrap(), (u64::MAX, modules_with(2)));
+        assert!(get_rid(&actions).is_none());
+        assert!(
+            twin.on_desired_patch(u64::MAX, &patch(u64::MAX, 3), now)
+                .is_empty()
+        );
+        assert!(twin.on_desired_patch(0, &patch(0, 3), now).is_empty());
+        assert_eq!(threshold(&twin), Some(2));
+    }
+
+    #[test]
+    fn failed_and_lost_gets_are_retried() {
+        let (mut twin, now, rid) = connected();
+        let actions = twin.on_response(503, &rid, None, b"", now);
+        assert!(matches!(&actions[..], [Action::Warn(_)]), "{actions:?}");
+        assert_eq!(twin.next_deadline(), Some(now + Duration::from_secs(1)));
+        assert!(get_rid(&twin.tick(now + Duration::from_millis(999))).is_none());
+        let retry = get_rid(&twin.tick(now + Duration::from_secs(1))).expect("retry");
+        // A malformed document counts as a failure too; the backoff doubles.
+        let t = now + Duration::from_secs(1);
+        let actions = twin.on_response(200, &retry, None, b"{\"desired\": 3}", t);
+        assert!(matches!(&actions[..], [Action::Warn(w)] if w.contains("desired")));
+        assert_eq!(twin.next_deadline(), Some(t + Duration::from_secs(2)));
+        let retry = get_rid(&twin.tick(t + Duration::from_secs(2))).unwrap();
+        // No answer at all: after the timeout, a new GET with a new $rid.
+        let t = t + Duration::from_secs(2);
+        assert_eq!(twin.next_deadline(), Some(t + Duration::from_secs(60)));
+        let actions = twin.tick(t + Duration::from_secs(60));
+        let fresh = get_rid(&actions).expect("GET after timeout");
+        assert_ne!(fresh, retry);
+        // The late answer to the old request is ignored.
+        assert!(
+            twin.on_response(200, &retry, None, &document(3, 3), t)
+                .is_empty()
+        );
+        let actions = twin.on_response(200, &fresh, None, &document(4, 4), t);
+        assert_eq!(modules(&actions).unwrap().0, 4);
+    }
+
+    #[test]
+    fn a_malformed_patch_fetches_the_document() {
+        let (mut twin, now, rid) = connected();
+        twin.on_response(200, &rid, None, &document(5, 25), now);
+        let actions = twin.on_desired_patch(6, b"not json", now);
+        assert!(matches!(&actions[0], Action::Warn(_)));
+        assert!(get_rid(&actions).is_some());
+    }
+
+    #[test]
+    fn too_many_kept_patches_are_dropped_and_fetched_again() {
+        let mut twin = Twin::new(TwinConfig {
+            max_buffered_patches: 2,
+            ..TwinConfig::default()
+        });
+        let now = Instant::now();
+        let rid = get_rid(&twin.on_connected(now)).unwrap();
+        twin.on_desired_patch(6, &patch(6, 60), now);
+        twin.on_desired_patch(7, &patch(7, 70), now);
+        let actions = twin.on_desired_patch(8, &patch(8, 80), now);
+        assert!(matches!(&actions[..], [Action::Warn(_)]));
+        // The in-flight GET may predate 8: another follows its answer.
+        let actions = twin.on_response(200, &rid, None, &document(5, 50), now);
+        assert_eq!(modules(&actions).unwrap().0, 5);
+        let again = get_rid(&actions).expect("fetch again");
+        let actions = twin.on_response(200, &again, None, &document(8, 80), now);
+        assert_eq!(modules(&actions).unwrap(), (8, modules_with(80)));
+        assert!(get_rid(&actions).is_none());
+    }
+
+    #[test]
+    fn reports_coalesce_while_one_is_in_flight() {
+        let (mut twin, now, _) = connected();
+        let (rid, sent) = report_sent(&twin.report(json!({"a": 1}), now).unwrap()).unwrap();
+        assert_eq!(sent, json!({"a": 1}));
+        // While it is in flight, the next ones merge into one.
+        assert!(twin.report(json!({"b": {"x": 1}}), now).unwrap().is_empty());
+        assert!(
+            twin.report(json!({"b": {"y": 2}, "c": null}), now)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(twin.reports_pending());
+        // 204 completes it; the merged one goes out.
+        let actions = twin.on_response(204, &rid, Some(8), b"", now);
+        let (rid2, sent) = report_sent(&actions).unwrap();
+        assert_eq!(sent, json!({"b": {"x": 1, "y": 2}, "c": null}));
+        assert_ne!(rid2, rid);
+        assert_eq!(twin.reported_version(), Some(8));
+        assert!(twin.on_response(204, &rid2, Some(9), b"", now).is_empty());
+        assert!(!twin.reports_pending());
+    }
+
+    #[test]
+    fn reports_that_cannot_merge_are_queued_in_order() {
+        let (mut twin, now, _) = connected();
+        let (rid, _) = report_sent(&twin.report(json!({"first": 1}), now).unwrap()).unwrap();
+        twin.report(json!({"k": 5}), now).unwrap();
+        // `k` set to 5, then an object merged into it: no single merge patch says that.
+        twin.report(json!({"k": {"a": 1}}), now).unwrap();
+        let (rid, sent) = report_sent(&twin.on_response(204, &rid, None, b"", now)).unwrap();
+        assert_eq!(sent, json!({"k": 5}));
+        let (_, sent) = report_sent(&twin.on_response(204, &rid, None, b"", now)).unwrap();
+        assert_eq!(sent, json!({"k": {"a": 1}}));
+    }
+
+    #[test]
+    fn failed_reports_are_retried_with_backoff_and_refused_ones_dropped() {
+        let (mut twin, now, _) = connected();
+        let (rid, _) = report_sent(&twin.report(json!({"a": 1}), now).unwrap()).unwrap();
+        twin.report(json!({"a": 2, "b": 1}), now).unwrap();
+        // Throttled: the failed patch and the queued one merge and wait for the backoff.
+        let actions = twin.on_response(429, &rid, None, b"", now);
+        assert!(matches!(&actions[..], [Action::Warn(_)]), "{actions:?}");
+        assert!(twin.report(json!({"c": 1}), now).unwrap().is_empty());
+        assert_eq!(twin.next_deadline(), Some(now + Duration::from_secs(1)));
+        assert!(twin.tick(now + Duration::from_millis(500)).is_empty());
+        let t = now + Duration::from_secs(1);
+        let (rid, sent) = report_sent(&twin.tick(t)).unwrap();
+        assert_eq!(sent, json!({"a": 2, "b": 1, "c": 1}));
+        // A server error doubles the backoff.
+        twin.on_response(500, &rid, None, b"", t);
+        assert_eq!(twin.next_deadline(), Some(t + Duration::from_secs(2)));
+        let t = t + Duration::from_secs(2);
+        let (rid, _) = report_sent(&twin.tick(t)).unwrap();
+        // 400: sending it again cannot help; dropped.
+        let actions = twin.on_response(400, &rid, None, b"", t);
+        assert!(matches!(&actions[..], [Action::Warn(w)] if w.contains("dropped")));
+        assert!(!twin.reports_pending());
+    }
+
+    #[test]
+    fn lost_reports_are_sent_again_after_the_timeout_or_a_reconnect() {
+        let (mut twin, now, _) = connected();
+        let (rid, _) = report_sent(&twin.report(json!({"a": 1}), now).unwrap()).unwrap();
+        let timeout = now + Duration::from_secs(300);
+        assert_eq!(twin.next_deadline(), Some(now + Duration::from_secs(60)));
+        let actions = twin.tick(timeout);
+        let (rid2, sent) = report_sent(&actions).expect("resent");
+        assert_eq!(sent, json!({"a": 1}));
+        assert_ne!(rid2, rid);
+        // The late answer to the first attempt does not complete the second.
+        twin.on_response(204, &rid, None, b"", timeout);
+        assert!(twin.reports_pending());
+
+        // Disconnected: nothing is sent, and what was in flight goes out again on reconnect
+        // together with what was reported meanwhile.
+        twin.on_disconnected();
+        assert!(twin.report(json!({"b": 1}), timeout).unwrap().is_empty());
+        let actions = twin.on_connected(timeout);
+        assert!(get_rid(&actions).is_some());
+        let (_, sent) = report_sent(&actions).unwrap();
+        assert_eq!(sent, json!({"a": 1, "b": 1}));
+    }
+
+    #[test]
+    fn report_needs_an_object() {
+        let mut twin = Twin::default();
+        assert_eq!(
+            twin.report(json!([1]), Instant::now()),
+            Err(ReportError::NotAnObject)
+        );
+        // Disconnected: queued, nothing published.
+        assert_eq!(twin.report(json!({"a": 1}), Instant::now()), Ok(vec![]));
+    }
+
+    #[test]
+    fn incoming_dispatch() {
+        let (mut twin, now, rid) = connected();
+        let response = Incoming::parse(&format!("$iothub/twin/res/200/?$rid={rid}")).unwrap();
+        let actions = twin.on_incoming(&response, &document(1, 10), now);
+        assert_eq!(modules(&actions).unwrap().0, 1);
+        let desired = Incoming::parse("$iothub/twin/PATCH/properties/desired/?$version=2").unwrap();
+        let actions = twin.on_incoming(&desired, &patch(2, 20), now);
+        assert_eq!(modules(&actions).unwrap(), (2, modules_with(20)));
+        let method = Incoming::parse("$iothub/methods/POST/m/?$rid=1").unwrap();
+        assert!(twin.on_incoming(&method, b"{}", now).is_empty());
+    }
+
+    #[test]
+    fn composition_matches_sequential_application() {
+        let target = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": {"z": 1}, "d": 4});
+        let cases = [
+            (json!({"a": 2}), json!({"a": 3})),
+            (json!({"b": {"x": null}}), json!({"b": {"y": 5, "w": 1}})),
+            (json!({"a": null}), json!({"a": 7})),
+            (json!({"c": {"z": 2}}), json!({"c": null})),
+            (json!({"c": {"z": 2}}), json!({"c": 9})),
+            (json!({"b": {"x": 2}}), json!({"d": {"new": true}})),
+            (json!({}), json!({"b": {"x": null}})),
+        ];
+        for (first, second) in cases {
+            let composed = compose(&first, &second).expect("composable");
+            let mut one = target.clone();
+            merge_patch(&mut one, &composed);
+            let mut two = target.clone();
+            merge_patch(&mut two, &first);
+            merge_patch(&mut two, &second);
+            assert_eq!(one, two, "{first} then {second} as {composed}");
+        }
+        // Not expressible as one merge patch.
+        assert_eq!(compose(&json!({"a": 1}), &json!({"a": {"x": 1}})), None);
+        assert_eq!(compose(&json!({"c": null}), &json!({"c": {"q": 1}})), None);
+        assert_eq!(compose(&json!(1), &json!({})), None);
+    }
+
+    #[test]
+    fn acks() {
+        assert_eq!(
+            ack(json!({"threshold": 25}), 200, 5, Some("applied")),
+            json!({"value": {"threshold": 25}, "ac": 200, "av": 5, "ad": "applied"})
+        );
+        assert_eq!(
+            ack(json!(1), 400, 6, None),
+            json!({"value": 1, "ac": 400, "av": 6})
+        );
+        assert_eq!(
+            config_ack_patch(
+                "filter",
+                json!({"threshold": -1}),
+                400,
+                7,
+                Some("threshold < 0")
+            ),
+            json!({"wedge": {"modules": {"filter": {"config": {
+                "value": {"threshold": -1}, "ac": 400, "av": 7, "ad": "threshold < 0"
+            }}}}})
+        );
+    }
+}
