@@ -24,14 +24,15 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         "MODULE", "STATE", "IN", "OUT", "ERRORS", "RESTARTS"
     );
     for m in status["modules"].as_array().into_iter().flatten() {
+        let count = |key: &str| m[key].as_u64().unwrap_or(0);
         println!(
             "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  {}",
             m["name"].as_str().unwrap_or("?"),
             m["state"].as_str().unwrap_or("?"),
-            m["messages-in"],
-            m["messages-out"],
-            m["errors"],
-            m["restarts"],
+            count("messages-in"),
+            count("messages-out"),
+            count("errors"),
+            count("restarts"),
             m["last-error"].as_str().unwrap_or("-"),
         );
     }
