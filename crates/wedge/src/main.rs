@@ -1,5 +1,6 @@
 //! `wedge`: runs WebAssembly edge modules and connects them to a hub.
 
+mod cloud;
 mod commands;
 mod control;
 mod data_dir;

@@ -13,6 +13,7 @@
 
 pub mod connection_string;
 pub mod sas;
+pub mod session;
 pub mod topics;
 pub mod twin;
 

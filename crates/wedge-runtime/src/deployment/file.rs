@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::{
     AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB, Deployment,
-    ModuleSpec, Route, Target, UPSTREAM, UpstreamSpec, is_valid_module_name,
+    ModuleSpec, Route, SecretSource, Target, UPSTREAM, UpstreamSpec, is_valid_module_name,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -31,6 +31,14 @@ struct FileDeployment {
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
 enum FileUpstream {
     Local {},
+    #[serde(rename_all = "kebab-case")]
+    Iothub {
+        connection_string: Option<String>,
+        connection_string_env: Option<String>,
+        connection_string_file: Option<PathBuf>,
+        ca_file: Option<PathBuf>,
+        port: Option<u16>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -82,8 +90,9 @@ impl Deployment {
             .map_err(|e| at.error(e.span().unwrap_or(0..0), "", e.message().trim_end()))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
-        let upstream = match file.upstream.map(Spanned::into_inner) {
-            None | Some(FileUpstream::Local {}) => UpstreamSpec::Local,
+        let upstream = match file.upstream {
+            None => UpstreamSpec::Local,
+            Some(upstream) => upstream_spec(&at, base, upstream)?,
         };
 
         let mut modules = BTreeMap::new();
@@ -157,6 +166,43 @@ impl Deployment {
             modules,
             routes,
         })
+    }
+}
+
+fn upstream_spec(
+    at: &Locator<'_>,
+    base: &Path,
+    upstream: Spanned<FileUpstream>,
+) -> Result<UpstreamSpec, DeploymentError> {
+    let span = upstream.span();
+    match upstream.into_inner() {
+        FileUpstream::Local {} => Ok(UpstreamSpec::Local),
+        FileUpstream::Iothub {
+            connection_string,
+            connection_string_env,
+            connection_string_file,
+            ca_file,
+            port,
+        } => {
+            let sources = [
+                connection_string.map(SecretSource::Inline),
+                connection_string_env.map(SecretSource::Env),
+                connection_string_file.map(|f| SecretSource::File(base.join(f))),
+            ];
+            let mut given = sources.into_iter().flatten();
+            let (Some(connection_string), None) = (given.next(), given.next()) else {
+                return Err(at.error(
+                    span,
+                    "upstream",
+                    "give exactly one of `connection-string`, `connection-string-env`, `connection-string-file`",
+                ));
+            };
+            Ok(UpstreamSpec::IotHub {
+                connection_string,
+                ca_file: ca_file.map(|f| base.join(f)),
+                port,
+            })
+        }
     }
 }
 
@@ -369,6 +415,31 @@ alerts = { from = "filter/alerts", to = "$upstream" }
             "[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a\", to = \"$upstream\" }\n",
             &["routes.r.from", "expected `module/output`"],
         );
+    }
+
+    #[test]
+    fn iothub_upstream_takes_one_connection_string_source() {
+        let fx = Fixture::new();
+        let d = fx
+            .parse("[upstream]\nkind = \"iothub\"\nconnection-string-env = \"HUB\"\nca-file = \"ca.pem\"\n")
+            .unwrap();
+        assert_eq!(
+            d.upstream,
+            UpstreamSpec::IotHub {
+                connection_string: SecretSource::Env("HUB".into()),
+                ca_file: Some(fx.dir.path().join("ca.pem")),
+                port: None,
+            }
+        );
+        let err = fx
+            .parse("[upstream]\nkind = \"iothub\"\nconnection-string = \"x\"\nconnection-string-env = \"HUB\"\n")
+            .unwrap_err();
+        assert!(
+            err.contains("wedge.toml:1:1") && err.contains("exactly one"),
+            "{err}"
+        );
+        let secret = format!("{:?}", SecretSource::Inline("SharedAccessKey=abc".into()));
+        assert!(!secret.contains("abc"), "{secret}");
     }
 
     #[test]

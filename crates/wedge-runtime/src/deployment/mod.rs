@@ -38,6 +38,55 @@ pub enum UpstreamSpec {
     /// The embedded local hub in the data directory (the default).
     #[default]
     Local,
+    /// Azure IoT Hub over MQTT/TLS.
+    IotHub {
+        /// Where the device connection string comes from.
+        connection_string: SecretSource,
+        /// CA certificates (PEM) trusted in addition to the public roots.
+        ca_file: Option<PathBuf>,
+        /// MQTT over TLS port; 8883 when absent.
+        port: Option<u16>,
+    },
+}
+
+/// Where a secret comes from. The deployment file names it; the value is read at start and never
+/// logged.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Written in the deployment file (convenient, but the file must then be private).
+    Inline(String),
+    /// An environment variable of the host process.
+    Env(String),
+    /// A file (relative to the deployment file).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::Env(var) => write!(f, "Env({var})"),
+            SecretSource::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The secret, trimmed of surrounding white space.
+    ///
+    /// # Errors
+    /// The variable is unset or the file unreadable; the message names which.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretSource::Inline(value) => Ok(value.trim().to_string()),
+            SecretSource::Env(var) => std::env::var(var)
+                .map(|v| v.trim().to_string())
+                .map_err(|_| format!("environment variable {var} is not set")),
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim().to_string())
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        }
+    }
 }
 
 /// One module of the deployment.

@@ -1,14 +1,19 @@
 //! `wedge run`: the host process.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
+use wedge_hub::iothub::connection_string::ConnectionString;
+use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::local::LocalHub;
+use wedge_runtime::deployment::UpstreamSpec;
 use wedge_runtime::{Deployment, EngineCtx, Runtime};
 
+use crate::cloud;
 use crate::control::server::{self, Host};
 
 /// Arguments of `wedge run`.
@@ -32,24 +37,53 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let (listener, socket) = server::bind(data_dir).await?;
-    let hub = Arc::new(LocalHub::open(data_dir)?);
     let engine = EngineCtx::new()?;
-    let runtime = Arc::new(Runtime::new(engine, hub.clone(), data_dir.to_path_buf()));
-    runtime.start(&deployment, &hub.desired_modules()).await?;
+    let host = match &deployment.upstream {
+        UpstreamSpec::Local => {
+            let local = Arc::new(LocalHub::open(data_dir)?);
+            let runtime = Arc::new(Runtime::new(engine, local.clone(), data_dir.to_path_buf()));
+            runtime.start(&deployment, &local.desired_modules()).await?;
+            Host {
+                runtime,
+                local: Some(local),
+                iothub: None,
+            }
+        }
+        UpstreamSpec::IotHub {
+            connection_string,
+            ca_file,
+            port,
+        } => {
+            let text = connection_string
+                .read()
+                .map_err(|e| anyhow::anyhow!("upstream connection string: {e}"))?;
+            let connection =
+                ConnectionString::parse(&text).context("upstream connection string")?;
+            let mut options = IotHubOptions::new(connection);
+            options.ca_file = ca_file.clone();
+            options.port = port.unwrap_or(options.port);
+            let (hub, events) = IotHub::start(options)?;
+            let hub = Arc::new(hub);
+            let runtime = Arc::new(Runtime::new(engine, hub.clone(), data_dir.to_path_buf()));
+            runtime.start(&deployment, &BTreeMap::new()).await?;
+            tokio::spawn(cloud::serve(events, runtime.clone(), hub.clone()));
+            Host {
+                runtime,
+                local: None,
+                iothub: Some(hub),
+            }
+        }
+    };
+    let runtime = host.runtime.clone();
     tracing::info!(
         deployment = %args.deployment.display(),
         data_dir = %data_dir.display(),
         modules = deployment.modules.len(),
-        "wedge is running on the local hub"
+        upstream = if host.iothub.is_some() { "iothub" } else { "local" },
+        "wedge is running"
     );
 
-    let control = tokio::spawn(server::serve(
-        listener,
-        Arc::new(Host {
-            runtime: runtime.clone(),
-            hub,
-        }),
-    ));
+    let control = tokio::spawn(server::serve(listener, Arc::new(host)));
     shutdown_signal().await?;
     tracing::info!("shutting down");
     control.abort();

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use wedge_hub::iothub::session::IotHub;
 use wedge_hub::local::LocalHub;
 use wedge_runtime::{Runtime, RuntimeError};
 
@@ -20,9 +21,14 @@ const MODULE_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Host {
     /// The running modules.
     pub runtime: Arc<Runtime>,
-    /// The local hub (twin and telemetry).
-    pub hub: Arc<LocalHub>,
+    /// The local hub (twin and telemetry), when it is the upstream.
+    pub local: Option<Arc<LocalHub>>,
+    /// The IoT Hub connection, when it is the upstream.
+    pub iothub: Option<Arc<IotHub>>,
 }
+
+/// The answer for twin requests when the twin lives in IoT Hub.
+const TWIN_IN_IOTHUB: &str = "the twin lives in IoT Hub with this deployment: change desired properties there (e.g. `az iot hub device-twin update`)";
 
 /// Binds the socket in `data_dir`. A socket left by a host that died is replaced; one that a
 /// running host answers on is an error, so two hosts never share a data dir.
@@ -78,9 +84,21 @@ async fn connection(stream: UnixStream, host: &Host) -> anyhow::Result<()> {
 
 async fn handle(request: Request, host: &Host) -> Response {
     match request {
-        Request::Status => Response::Ok(json!({ "modules": host.runtime.status() })),
-        Request::TwinGet => Response::Ok(host.hub.twin_document()),
-        Request::TwinSet { module, patch } => twin_set(host, &module, &patch).await,
+        Request::Status => {
+            let upstream = match &host.iothub {
+                Some(hub) => json!({ "kind": "iothub", "link": hub.status() }),
+                None => json!({ "kind": "local" }),
+            };
+            Response::Ok(json!({ "modules": host.runtime.status(), "upstream": upstream }))
+        }
+        Request::TwinGet => match &host.local {
+            Some(local) => Response::Ok(local.twin_document()),
+            None => Response::Error(TWIN_IN_IOTHUB.into()),
+        },
+        Request::TwinSet { module, patch } => match &host.local {
+            Some(local) => twin_set(&host.runtime, local, &module, &patch).await,
+            None => Response::Error(TWIN_IN_IOTHUB.into()),
+        },
         Request::Call {
             module,
             method,
@@ -101,22 +119,23 @@ async fn handle(request: Request, host: &Host) -> Response {
 /// Stores the desired patch and applies it. The local twin is changed only if the module
 /// accepts the configuration: a rejected change is rolled back so that the next start does not
 /// run with a configuration the module refused.
-async fn twin_set(host: &Host, module: &str, patch: &serde_json::Value) -> Response {
-    if host.runtime.config(module).is_none() {
+async fn twin_set(
+    runtime: &Runtime,
+    local: &LocalHub,
+    module: &str,
+    patch: &serde_json::Value,
+) -> Response {
+    if runtime.config(module).is_none() {
         return Response::Error(RuntimeError::UnknownModule(module.to_string()).to_string());
     }
-    let (overlay, previous) = match host.hub.patch_desired(module, patch) {
+    let (overlay, previous) = match local.patch_desired(module, patch) {
         Ok(change) => change,
         Err(e) => return Response::Error(e.to_string()),
     };
-    match host
-        .runtime
-        .configure(module, &overlay, MODULE_DEADLINE)
-        .await
-    {
+    match runtime.configure(module, &overlay, MODULE_DEADLINE).await {
         Ok(config) => Response::Ok(json!({ "module": module, "config": config })),
         Err(e) => {
-            if let Err(restore) = host.hub.restore_desired(module, previous) {
+            if let Err(restore) = local.restore_desired(module, previous) {
                 tracing::error!(error = %restore, "cannot roll back the desired properties");
             }
             Response::Error(e.to_string())

@@ -1,0 +1,117 @@
+//! What the host does when IoT Hub asks: apply desired module configuration (acknowledged in
+//! reported properties), answer direct methods, accept cloud-to-device messages.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use wedge_hub::iothub::session::{HubEvent, IotHub};
+use wedge_hub::iothub::twin::config_ack_patch;
+use wedge_runtime::{Runtime, RuntimeError};
+
+/// How long a module gets to accept a configuration.
+const CONFIGURE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a module gets to answer a direct method before the caller gets 504.
+const METHOD_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Serves the hub's events until the connection task ends.
+pub async fn serve(mut events: mpsc::Receiver<HubEvent>, runtime: Arc<Runtime>, hub: Arc<IotHub>) {
+    // The overlay each module runs with; every module starts on its deployment config.
+    let mut applied: BTreeMap<String, Value> = runtime
+        .status()
+        .into_iter()
+        .map(|m| (m.name, json!({})))
+        .collect();
+    while let Some(event) = events.recv().await {
+        match event {
+            HubEvent::Desired { version, modules } => {
+                apply_desired(&runtime, &hub, &mut applied, version, &modules).await;
+            }
+            HubEvent::Method {
+                name,
+                payload,
+                respond,
+            } => {
+                let runtime = runtime.clone();
+                // Methods run concurrently: a slow module must not hold up the twin.
+                tokio::spawn(async move {
+                    let _ = respond.send(method(&runtime, &name, &payload).await);
+                });
+            }
+            HubEvent::C2d(message) => {
+                tracing::warn!(
+                    bytes = message.body.len(),
+                    "cloud-to-device message dropped: no route for it yet"
+                );
+            }
+        }
+    }
+}
+
+/// Applies the desired overlays that changed and acknowledges each with the desired `$version`:
+/// 200 applied, 400 rejected by the module (its previous config stays active), 404 no such
+/// module.
+async fn apply_desired(
+    runtime: &Runtime,
+    hub: &IotHub,
+    applied: &mut BTreeMap<String, Value>,
+    version: u64,
+    desired: &BTreeMap<String, Value>,
+) {
+    for name in desired.keys().filter(|name| !applied.contains_key(*name)) {
+        let reason = format!("no module named `{name}` is deployed");
+        tracing::warn!(module = %name, version, "{reason}");
+        hub.report_raw(config_ack_patch(
+            name,
+            desired[name].clone(),
+            404,
+            version,
+            Some(&reason),
+        ));
+    }
+    for (name, current) in applied.iter_mut() {
+        let overlay = desired.get(name).cloned().unwrap_or_else(|| json!({}));
+        if &overlay == current {
+            continue;
+        }
+        let (status, description) =
+            match runtime.configure(name, &overlay, CONFIGURE_DEADLINE).await {
+                Ok(_) => {
+                    *current = overlay.clone();
+                    (200, None)
+                }
+                Err(RuntimeError::Rejected { reason, .. }) => (400, Some(reason)),
+                Err(e) => (500, Some(e.to_string())),
+            };
+        tracing::info!(module = %name, version, status, "desired configuration");
+        hub.report_raw(config_ack_patch(
+            name,
+            overlay,
+            status,
+            version,
+            description.as_deref(),
+        ));
+    }
+}
+
+/// Answers a direct method named `<module>.<method>`; `wedge.status` is the host's own.
+async fn method(runtime: &Runtime, name: &str, payload: &str) -> (u16, String) {
+    let error = |status: u16, message: String| (status, json!({ "error": message }).to_string());
+    match name.split_once('.') {
+        Some(("wedge", "status")) => (200, json!({ "modules": runtime.status() }).to_string()),
+        Some((module, method)) => match runtime
+            .invoke(module, method, payload, METHOD_DEADLINE)
+            .await
+        {
+            Ok(result) => (result.status, result.payload),
+            Err(e @ RuntimeError::UnknownModule(_)) => error(404, e.to_string()),
+            Err(e) => error(500, e.to_string()),
+        },
+        None => error(
+            404,
+            format!("method `{name}` must be named `<module>.<method>`"),
+        ),
+    }
+}
