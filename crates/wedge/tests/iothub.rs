@@ -1,0 +1,211 @@
+//! The IoT Hub upstream end to end: a real `wedge run` talks MQTT over TLS to a real Mosquitto,
+//! where the emulator plays the IoT Hub service side.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Host, module, wait_for};
+use wedge_hub::iothub::sas;
+use wedge_hub::iothub::topics::{DEVICE_CLIENT_TYPE, Identity};
+use wedge_hub_emulator::{Broker, BrokerOptions, HubEmulator};
+use wedge_test_artifacts::{ECHO, FILTER, SENSOR};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const DEVICE: &str = "dev1";
+const HUB: &str = "wedge-test.azure-devices.net";
+const KEY: &str = "c2VjcmV0LWtleS1mb3Itd2VkZ2UtdGVzdHMtMDEyMzQ1Njc4OQ==";
+
+/// The broker knows the device by the exact username and SAS token IoT Hub would see, so the
+/// broker itself refuses anything else.
+struct Cloud {
+    broker: Broker,
+    hub: HubEmulator,
+    secrets: tempfile::TempDir,
+    token: String,
+}
+
+impl Cloud {
+    async fn start() -> Cloud {
+        let identity = Identity {
+            host_name: HUB.into(),
+            device_id: DEVICE.into(),
+            module_id: None,
+        };
+        let far_future = sas::unix_seconds(std::time::SystemTime::now()) + 24 * 3600;
+        let token = sas::token(KEY, &identity.sas_resource_uri(), None, far_future).unwrap();
+        let token = token.expose().to_string();
+        let broker = Broker::start(BrokerOptions {
+            users: vec![(identity.username(Some(DEVICE_CLIENT_TYPE)), token.clone())],
+            ..BrokerOptions::default()
+        })
+        .unwrap();
+        let hub = HubEmulator::start(&broker).await.unwrap();
+        Cloud {
+            broker,
+            hub,
+            secrets: tempfile::tempdir().unwrap(),
+            token,
+        }
+    }
+
+    /// A deployment of the demo pipeline plus `echo`, with the IoT Hub upstream using `token`.
+    fn deployment(&self, token: &str) -> String {
+        let file = self
+            .secrets
+            .path()
+            .join(format!("connection-{}.txt", token.len()));
+        // The gateway host makes wedge connect to the local broker while signing for the hub.
+        let connection = format!(
+            "HostName={HUB};DeviceId={DEVICE};GatewayHostName=127.0.0.1;SharedAccessSignature={token}"
+        );
+        std::fs::write(&file, connection).unwrap();
+        format!(
+            "[upstream]\nkind = \"iothub\"\nconnection-string-file = {file:?}\nca-file = {ca:?}\nport = {port}\n\n{}{}{}
+[routes]
+readings = {{ from = \"sensor/readings\", to = \"filter/input\" }}
+alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
+",
+            module("sensor", SENSOR, "tick-ms = 20"),
+            module("filter", FILTER, "config = { threshold = 30.0 }"),
+            module("echo", ECHO, ""),
+            ca = self.broker.ca_pem_path(),
+            port = self.broker.port(),
+        )
+    }
+}
+
+fn temperature(body: &[u8]) -> f64 {
+    serde_json::from_slice::<Value>(body).unwrap()["temperature"]
+        .as_f64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn telemetry_arrives_with_its_properties() {
+    let cloud = Cloud::start().await;
+    let _host = Host::start(&cloud.deployment(&cloud.token));
+    let received = cloud.hub.wait_for_telemetry(10, TIMEOUT).await.unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for message in &received {
+        assert_eq!(
+            (message.device.as_str(), message.module.as_deref()),
+            (DEVICE, None)
+        );
+        assert_eq!(
+            message.property("$.ct"),
+            Some("application/json"),
+            "{:?}",
+            message.properties
+        );
+        assert_eq!(message.property("$.ce"), Some("utf-8"));
+        assert_eq!(message.property("wedge-module"), Some("filter"));
+        assert_eq!(message.property("units-temperature"), Some("celsius"));
+        assert!(message.property("$.ctime").is_some());
+        assert!(
+            ids.insert(message.property("$.mid").unwrap().to_string()),
+            "message ids are unique"
+        );
+        assert!(temperature(&message.body) > 30.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn desired_properties_configure_modules_and_are_acknowledged() {
+    let cloud = Cloud::start().await;
+    let host = Host::start(&cloud.deployment(&cloud.token));
+    cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+
+    let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 24.0}}}}});
+    let version = cloud.hub.set_desired(DEVICE, patch).await.unwrap();
+    let ack = |reported: &Value| reported["wedge"]["modules"]["filter"]["config"].clone();
+    let acked = cloud
+        .hub
+        .wait_for_reported(DEVICE, |r| ack(r)["av"] == version, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(ack(&acked)["ac"], 200, "{acked}");
+    assert_eq!(ack(&acked)["value"], json!({"threshold": 24.0}));
+    // What the module itself reports is there too.
+    assert_eq!(
+        acked["wedge"]["modules"]["filter"]["properties"]["threshold"], 24.0,
+        "{acked}"
+    );
+
+    let before = cloud.hub.telemetry().len();
+    wait_for("a reading between 24 and 30 at the hub", TIMEOUT, || {
+        cloud.hub.telemetry()[before..]
+            .iter()
+            .any(|m| (24.0..=30.0).contains(&temperature(&m.body)))
+            .then_some(())
+    });
+
+    // An invalid configuration is acknowledged 400 and changes nothing.
+    let bad = json!({"wedge": {"modules": {"filter": {"config": {"threshold": "warm"}}}}});
+    let bad_version = cloud.hub.set_desired(DEVICE, bad).await.unwrap();
+    let acked = cloud
+        .hub
+        .wait_for_reported(DEVICE, |r| ack(r)["av"] == bad_version, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(ack(&acked)["ac"], 400, "{acked}");
+    assert!(
+        ack(&acked)["ad"].as_str().unwrap().contains("threshold"),
+        "{acked}"
+    );
+    let filter = host.module_status("filter");
+    assert_eq!(
+        (filter["state"].as_str(), filter["restarts"].as_u64()),
+        (Some("running"), Some(0))
+    );
+    assert_eq!(
+        host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"]["connected"],
+        true
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn direct_methods_reach_modules() {
+    let cloud = Cloud::start().await;
+    let _host = Host::start(&cloud.deployment(&cloud.token));
+    cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+
+    let (status, payload) = cloud
+        .hub
+        .invoke(DEVICE, "echo.ping", json!({"n": 1}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!((status, payload), (200, json!({"pong": {"n": 1}})));
+    let (status, payload) = cloud
+        .hub
+        .invoke(DEVICE, "ghost.ping", json!(null), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "{payload}");
+    let (status, payload) = cloud
+        .hub
+        .invoke(DEVICE, "wedge.status", json!(null), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(payload["modules"].as_array().unwrap().len(), 3, "{payload}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_token_is_refused_by_the_broker_and_reported() {
+    let cloud = Cloud::start().await;
+    let wrong = cloud.token.replace("sig=", "sig=x");
+    let host = Host::start(&cloud.deployment(&wrong));
+    let link = wait_for("the refusal in wedge status", TIMEOUT, || {
+        let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
+        link["last-error"].is_string().then_some(link)
+    });
+    let error = link["last-error"].as_str().unwrap();
+    assert!(error.contains("refused"), "{error}");
+    assert!(
+        !host.log().contains(&wrong) && !host.log().contains(KEY),
+        "secrets stay out of the log"
+    );
+    assert!(cloud.hub.telemetry().is_empty());
+}
