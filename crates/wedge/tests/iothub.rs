@@ -209,3 +209,65 @@ async fn a_wrong_token_is_refused_by_the_broker_and_reported() {
     );
     assert!(cloud.hub.telemetry().is_empty());
 }
+
+/// The message ids wedge assigned, as (boot, sequence) pairs, without duplicates.
+fn unique_ids(hub: &HubEmulator) -> std::collections::BTreeSet<(u64, u64)> {
+    hub.telemetry()
+        .iter()
+        .map(|m| {
+            let (boot, seq) = m.property("$.mid").unwrap().split_once('-').unwrap();
+            (boot.parse().unwrap(), seq.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_broker_restart_nothing_is_lost_and_the_twin_catches_up() {
+    let mut cloud = Cloud::start().await;
+    let host = Host::start(&cloud.deployment(&cloud.token));
+    cloud.hub.wait_for_telemetry(5, TIMEOUT).await.unwrap();
+
+    cloud.broker.stop();
+    // Changed while the device is away: it only learns of it by fetching the twin again.
+    let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 1000.0}}}}});
+    let version = cloud.hub.set_desired(DEVICE, patch).await.unwrap();
+    let link =
+        |host: &Host| host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
+    wait_for("wedge to notice the broker is gone", TIMEOUT, || {
+        (link(&host)["connected"] == false).then_some(())
+    });
+    // The pipeline keeps sending while the hub is unreachable.
+    let queued_offline = wait_for("telemetry queued while offline", TIMEOUT, || {
+        let queued = link(&host)["queued"].as_u64().unwrap();
+        (queued >= 3).then_some(queued)
+    });
+
+    cloud.broker.restart().unwrap();
+    let ack = |r: &Value| r["wedge"]["modules"]["filter"]["config"]["av"] == version;
+    let reported = cloud
+        .hub
+        .wait_for_reported(DEVICE, ack, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(reported["wedge"]["modules"]["filter"]["config"]["ac"], 200);
+
+    // With the threshold at 1000 nothing new passes: every message the filter sent must arrive.
+    let sent = host.module_status("filter")["messages-out"]
+        .as_u64()
+        .unwrap();
+    let ids = wait_for("every sent message at the hub", TIMEOUT, || {
+        let ids = unique_ids(&cloud.hub);
+        (ids.len() as u64 >= sent).then_some(ids)
+    });
+    let sequences: Vec<u64> = ids.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(
+        sequences,
+        (1..=sent).collect::<Vec<_>>(),
+        "no gaps, none missing"
+    );
+    assert!(
+        sent >= 5 + queued_offline,
+        "sent {sent}, queued offline {queued_offline}"
+    );
+    assert_eq!(link(&host)["queued"], 0);
+}

@@ -183,10 +183,13 @@ impl IotHub {
 
     /// The connection's state.
     pub fn status(&self) -> LinkStatus {
-        self.status
+        let mut status = self
+            .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        status.queued = self.queued.load(Ordering::Relaxed) as usize;
+        status
     }
 
     /// Sends a reported-properties patch (a JSON object) as it is.
@@ -542,7 +545,6 @@ impl Session {
             }
             _ => {}
         }
-        self.set_status(|s| s.queued = self.outbox.entries.len());
         Ok(())
     }
 
