@@ -525,11 +525,9 @@ impl Session {
                     self.outbox.in_flight.insert(pkid, seq);
                 }
             }
-            Event::Incoming(Packet::PubAck(ack)) => {
-                if self.outbox.acknowledged(ack.pkid) {
-                    self.queued.fetch_sub(1, Ordering::Relaxed);
-                    self.set_status(|s| s.acknowledged += 1);
-                }
+            Event::Incoming(Packet::PubAck(ack)) if self.outbox.acknowledged(ack.pkid) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.set_status(|s| s.acknowledged += 1);
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 let topic = publish.topic.clone();
