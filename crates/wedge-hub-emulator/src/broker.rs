@@ -148,10 +148,17 @@ impl Broker {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Kills Mosquitto and waits for it to exit. Safe to call when already stopped.
+    /// Stops Mosquitto as a service manager would (SIGTERM: it saves its persistence file) and
+    /// waits for it to exit. Safe to call when already stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            let terminated = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !terminated {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
@@ -218,7 +225,10 @@ impl Broker {
              # Run as root, Mosquitto would switch to user `mosquitto` and then fail to read\n\
              # the root-owned files below; staying root is fine for a loopback test broker.\n\
              user root\n\
-             persistence false\n\
+             # Persistent sessions survive a restart, as the real hub's do: the emulator's\n\
+             # subscriptions (and messages queued for it) are there before any device reconnects.\n\
+             persistence true\n\
+             persistence_location {dir}/\n\
              log_dest stderr\n\
              log_type all\n\
              connection_messages true\n\

@@ -101,6 +101,9 @@ impl HubEmulator {
         options
             .set_credentials(user, password)
             .set_keep_alive(Duration::from_secs(30))
+            // A persistent session: after a broker restart the emulator's subscriptions are
+            // restored before any device can publish, like the always-on IoT Hub service.
+            .set_clean_session(false)
             // IoT Hub's limit is 256 KiB; rumqttc's default (10 KiB) would cut twins short.
             .set_max_packet_size(256 * 1024, 256 * 1024);
         if broker.tls() {

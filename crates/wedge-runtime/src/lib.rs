@@ -22,7 +22,7 @@ mod upstream;
 
 pub use deployment::Deployment;
 pub use engine::{EPOCH_TICK, EngineCtx, EngineError};
-pub use message::{MAX_BODY_BYTES, Message, SendError};
+pub use message::{MAX_BODY_BYTES, Message, SendError, truncate};
 pub use module::{MethodResult, ModuleState, ModuleStatus};
 pub use runtime::{Runtime, RuntimeError};
 pub use upstream::{Upstream, UpstreamMessage};

@@ -159,17 +159,11 @@ impl Runtime {
     ) -> Result<Value, RuntimeError> {
         let (ctx, control) = self.handle(module)?;
         let config = merged(&ctx.spec.config, desired);
-        let (reply, answer) = oneshot::channel();
-        let request = Control::Configure {
+        let request = |reply| Control::Configure {
             config: config.clone(),
             reply,
         };
-        let result = tokio::time::timeout(timeout, async {
-            control.send(request).await.ok()?;
-            answer.await.ok()
-        })
-        .await;
-        match result {
+        match ask(&control, request, timeout).await {
             Ok(Some(Ok(()))) => Ok(config),
             Ok(Some(Err(reason))) => Err(RuntimeError::Rejected {
                 module: module.to_string(),
@@ -192,18 +186,12 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<MethodResult, RuntimeError> {
         let (_, control) = self.handle(module)?;
-        let (reply, answer) = oneshot::channel();
-        let request = Control::Method {
+        let request = |reply| Control::Method {
             name: method.to_string(),
             payload: payload.to_string(),
             reply,
         };
-        let result = tokio::time::timeout(timeout, async {
-            control.send(request).await.ok()?;
-            answer.await.ok()
-        })
-        .await;
-        match result {
+        match ask(&control, request, timeout).await {
             Ok(Some(answer)) => Ok(answer),
             Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
             Err(_) => Ok(MethodResult {
@@ -237,4 +225,19 @@ impl Runtime {
             let _ = handle.task.await;
         }
     }
+}
+
+/// Sends a request built around a reply channel to a module's supervisor and waits for the
+/// answer: `Err` after `timeout`, `Ok(None)` if the module stopped meanwhile.
+async fn ask<T>(
+    control: &mpsc::Sender<Control>,
+    request: impl FnOnce(oneshot::Sender<T>) -> Control,
+    timeout: Duration,
+) -> Result<Option<T>, tokio::time::error::Elapsed> {
+    let (reply, answer) = oneshot::channel();
+    tokio::time::timeout(timeout, async {
+        control.send(request(reply)).await.ok()?;
+        answer.await.ok()
+    })
+    .await
 }

@@ -243,10 +243,12 @@ async fn after_a_broker_restart_nothing_is_lost_and_the_twin_catches_up() {
     });
 
     cloud.broker.restart().unwrap();
+    // wedge's reconnect backoff (doubling from 250 ms, with jitter) may have grown while the
+    // broker was down on a loaded machine: allow for a few more doublings.
     let ack = |r: &Value| r["wedge"]["modules"]["filter"]["config"]["av"] == version;
     let reported = cloud
         .hub
-        .wait_for_reported(DEVICE, ack, TIMEOUT)
+        .wait_for_reported(DEVICE, ack, 3 * TIMEOUT)
         .await
         .unwrap();
     assert_eq!(reported["wedge"]["modules"]["filter"]["config"]["ac"], 200);

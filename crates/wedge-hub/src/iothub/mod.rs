@@ -44,18 +44,7 @@ pub(crate) fn url_decode(s: &str) -> Option<String> {
         .map(|decoded| decoded.into_owned())
 }
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary, for
-/// quoting received text in errors.
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+pub(crate) use wedge_runtime::truncate;
 
 #[cfg(test)]
 mod tests {
@@ -76,11 +65,5 @@ mod tests {
         assert_eq!(url_decode("%FF"), None);
         // A stray `%` is kept as is rather than failing.
         assert_eq!(url_decode("100%").as_deref(), Some("100%"));
-    }
-
-    #[test]
-    fn truncation_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
     }
 }
