@@ -10,9 +10,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::deployment::Deployment;
+use crate::deployment::{C2D_OUTPUT, Deployment, UPSTREAM};
 use crate::engine::{EngineCtx, EngineError};
 use crate::json::merged;
+use crate::message::{Message, SendError};
 use crate::module::{Control, MethodResult, ModuleCtx, ModuleStatus, supervise};
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -200,6 +201,14 @@ impl Runtime {
                     .to_string(),
             }),
         }
+    }
+
+    /// Routes a cloud-to-device message along the routes from `$upstream/c2d`.
+    ///
+    /// # Errors
+    /// No route from `$upstream/c2d`, an invalid message, or a full module inbox.
+    pub async fn deliver_c2d(&self, message: Message) -> Result<(), SendError> {
+        self.router.send(UPSTREAM, C2D_OUTPUT, message).await
     }
 
     /// The active configuration of `module`.

@@ -1,5 +1,5 @@
 //! What the host does when IoT Hub asks: apply desired module configuration (acknowledged in
-//! reported properties), answer direct methods, accept cloud-to-device messages.
+//! reported properties), answer direct methods, route cloud-to-device messages (`$upstream/c2d`) to module inputs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,10 +41,9 @@ pub async fn serve(mut events: mpsc::Receiver<HubEvent>, runtime: Arc<Runtime>, 
                 });
             }
             HubEvent::C2d(message) => {
-                tracing::warn!(
-                    bytes = message.body.len(),
-                    "cloud-to-device message dropped: no route for it yet"
-                );
+                if let Err(e) = runtime.deliver_c2d(message).await {
+                    tracing::warn!(error = %e, "cloud-to-device message dropped");
+                }
             }
         }
     }

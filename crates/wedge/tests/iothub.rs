@@ -66,6 +66,8 @@ impl Cloud {
 [routes]
 readings = {{ from = \"sensor/readings\", to = \"filter/input\" }}
 alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
+commands = {{ from = \"$upstream/c2d\", to = \"echo/commands\" }}
+echoed = {{ from = \"echo/out\", to = \"$upstream\" }}
 ",
             module("sensor", SENSOR, "tick-ms = 20"),
             module("filter", FILTER, "config = { threshold = 30.0 }"),
@@ -272,4 +274,32 @@ async fn after_a_broker_restart_nothing_is_lost_and_the_twin_catches_up() {
         "sent {sent}, queued offline {queued_offline}"
     );
     assert_eq!(link(&host)["queued"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_to_device_messages_reach_a_module_input() {
+    let cloud = Cloud::start().await;
+    let _host = Host::start(&cloud.deployment(&cloud.token));
+    cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+
+    cloud
+        .hub
+        .send_c2d(
+            DEVICE,
+            b"reboot please".to_vec(),
+            &[("command", "reboot"), ("urgency", "low")],
+        )
+        .await
+        .unwrap();
+    // echo forwards what reaches its `commands` input back to the hub, properties and all.
+    let echoed = wait_for("the echoed C2D message", TIMEOUT, || {
+        cloud
+            .hub
+            .telemetry()
+            .into_iter()
+            .find(|m| m.property("wedge-module") == Some("echo"))
+    });
+    assert_eq!(echoed.body, b"reboot please");
+    assert_eq!(echoed.property("command"), Some("reboot"));
+    assert_eq!(echoed.property("urgency"), Some("low"));
 }

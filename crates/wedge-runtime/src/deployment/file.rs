@@ -8,8 +8,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB, Deployment,
-    ModuleSpec, Route, SecretSource, Target, UPSTREAM, UpstreamSpec, is_valid_module_name,
+    AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
+    Deployment, ModuleSpec, Route, SecretSource, Target, UPSTREAM, UpstreamSpec,
+    is_valid_module_name,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -121,7 +122,16 @@ impl Deployment {
                         "expected `module/output`",
                     )
                 })?;
-            if !modules.contains_key(from_module) {
+            // `$upstream/c2d`: cloud-to-device messages from the hub.
+            let from_hub = from_module == UPSTREAM;
+            if from_hub && from_output != C2D_OUTPUT {
+                return Err(at.error(
+                    route.from.span(),
+                    &format!("{field}.from"),
+                    &format!("the hub's only output is `{UPSTREAM}/{C2D_OUTPUT}`"),
+                ));
+            }
+            if !from_hub && !modules.contains_key(from_module) {
                 return Err(at.error(
                     route.from.span(),
                     &format!("{field}.from"),
@@ -129,6 +139,13 @@ impl Deployment {
                 ));
             }
             let to = if route.to.get_ref() == UPSTREAM {
+                if from_hub {
+                    return Err(at.error(
+                        route.to.span(),
+                        &format!("{field}.to"),
+                        "a route from the hub cannot lead back to it",
+                    ));
+                }
                 Target::Upstream
             } else {
                 let (module, input) = split_endpoint(route.to.get_ref()).ok_or_else(|| {
@@ -440,6 +457,32 @@ alerts = { from = "filter/alerts", to = "$upstream" }
         );
         let secret = format!("{:?}", SecretSource::Inline("SharedAccessKey=abc".into()));
         assert!(!secret.contains("abc"), "{secret}");
+    }
+
+    #[test]
+    fn cloud_to_device_routes_start_at_the_hub() {
+        let fx = Fixture::new();
+        let d = fx
+            .parse("[modules.a]\npath = \"good.wasm\"\n[routes]\nc = { from = \"$upstream/c2d\", to = \"a/commands\" }\n")
+            .unwrap();
+        assert_eq!(
+            (
+                d.routes["c"].from_module.as_str(),
+                d.routes["c"].from_output.as_str()
+            ),
+            (UPSTREAM, C2D_OUTPUT)
+        );
+        let err = fx
+            .parse("[routes]\nc = { from = \"$upstream/c2d\", to = \"$upstream\" }\n")
+            .unwrap_err();
+        assert!(
+            err.contains("routes.c.to") && err.contains("back to it"),
+            "{err}"
+        );
+        let err = fx
+            .parse("[routes]\nc = { from = \"$upstream/x\", to = \"$upstream\" }\n")
+            .unwrap_err();
+        assert!(err.contains("`$upstream/c2d`"), "{err}");
     }
 
     #[test]

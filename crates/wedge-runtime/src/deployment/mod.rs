@@ -144,8 +144,10 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// The name of the hub as a route target.
+/// The name of the hub as a route target, and as a route source (`$upstream/c2d`).
 pub const UPSTREAM: &str = "$upstream";
+/// The hub's output: cloud-to-device messages.
+pub const C2D_OUTPUT: &str = "c2d";
 
 /// Whether `name` may name a module: 1–64 characters of `a-z`, `0-9`, `-` and `_`, starting
 /// with a letter. Names appear in topics, file names and method names, hence the narrow set.
