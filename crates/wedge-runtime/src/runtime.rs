@@ -203,6 +203,20 @@ impl Runtime {
         }
     }
 
+    /// Restarts `module` with a fresh instance; its state store, counters and configuration
+    /// are kept.
+    ///
+    /// # Errors
+    /// Unknown module, or it did not take the request within `timeout`.
+    pub async fn restart(&self, module: &str, timeout: Duration) -> Result<(), RuntimeError> {
+        let (_, control) = self.handle(module)?;
+        match ask(&control, |reply| Control::Restart { reply }, timeout).await {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
+            Err(_) => Err(RuntimeError::Timeout(module.to_string(), timeout)),
+        }
+    }
+
     /// Routes a cloud-to-device message along the routes from `$upstream/c2d`.
     ///
     /// # Errors

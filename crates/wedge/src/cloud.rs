@@ -95,11 +95,25 @@ async fn apply_desired(
     }
 }
 
-/// Answers a direct method named `<module>.<method>`; `wedge.status` is the host's own.
+/// Answers a direct method named `<module>.<method>`; `wedge.status` and
+/// `wedge.restart-module` (`{"module": …}`) are the host's own.
 async fn method(runtime: &Runtime, name: &str, payload: &str) -> (u16, String) {
     let error = |status: u16, message: String| (status, json!({ "error": message }).to_string());
     match name.split_once('.') {
         Some(("wedge", "status")) => (200, json!({ "modules": runtime.status() }).to_string()),
+        Some(("wedge", "restart-module")) => {
+            let module = serde_json::from_str::<Value>(payload)
+                .ok()
+                .and_then(|p| p["module"].as_str().map(String::from));
+            let Some(module) = module else {
+                return error(400, r#"payload must be {"module": "<name>"}"#.into());
+            };
+            match runtime.restart(&module, CONFIGURE_DEADLINE).await {
+                Ok(()) => (200, json!({ "restarted": module }).to_string()),
+                Err(e @ RuntimeError::UnknownModule(_)) => error(404, e.to_string()),
+                Err(e) => error(500, e.to_string()),
+            }
+        }
         Some((module, method)) => match runtime
             .invoke(module, method, payload, METHOD_DEADLINE)
             .await

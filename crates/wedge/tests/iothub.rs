@@ -170,7 +170,7 @@ async fn desired_properties_configure_modules_and_are_acknowledged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_methods_reach_modules() {
     let cloud = Cloud::start().await;
-    let _host = Host::start(&cloud.deployment(&cloud.token));
+    let host = Host::start(&cloud.deployment(&cloud.token));
     cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
 
     let (status, payload) = cloud
@@ -192,6 +192,39 @@ async fn direct_methods_reach_modules() {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(payload["modules"].as_array().unwrap().len(), 3, "{payload}");
+
+    let (status, _) = cloud
+        .hub
+        .invoke(
+            DEVICE,
+            "wedge.restart-module",
+            json!({"module": "echo"}),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    wait_for("echo restarted and running", TIMEOUT, || {
+        let echo = host.module_status("echo");
+        (echo["restarts"] == 1 && echo["state"] == "running").then_some(())
+    });
+    let (status, _) = cloud
+        .hub
+        .invoke(DEVICE, "echo.ping", json!(2), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the restarted module answers");
+    let (status, _) = cloud
+        .hub
+        .invoke(
+            DEVICE,
+            "wedge.restart-module",
+            json!({"module": "ghost"}),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -101,4 +101,6 @@ pub(crate) enum Control {
         payload: String,
         reply: oneshot::Sender<MethodResult>,
     },
+    /// Drop the instance and start a fresh one (state, counters and config are kept).
+    Restart { reply: oneshot::Sender<()> },
 }

@@ -36,6 +36,11 @@ pub(crate) async fn supervise(
                     ctx.stats.call_completed();
                     match serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await {
                         Exit::Stop => break,
+                        Exit::Restart => {
+                            tracing::info!("restarting on request");
+                            ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         Exit::Trapped(e) => e,
                     }
                 }
@@ -58,6 +63,8 @@ pub(crate) async fn supervise(
 
 enum Exit {
     Stop,
+    /// Asked to restart: a fresh instance at once, state and counters kept.
+    Restart,
     Trapped(String),
 }
 
@@ -80,6 +87,10 @@ async fn serve(
             biased;
             request = control.recv() => match request {
                 None => return Exit::Stop,
+                Some(Control::Restart { reply }) => {
+                    let _ = reply.send(());
+                    return Exit::Restart;
+                }
                 Some(Control::Configure { config, reply }) => {
                     let previous = ctx.set_config(config.clone());
                     let outcome = instance.on_config(&config.to_string()).await;
@@ -144,6 +155,11 @@ async fn stopped_while_waiting(
                 }
                 Some(Control::Method { reply, .. }) => {
                     let _ = reply.send(error_result(503, "module is restarting"));
+                }
+                Some(Control::Restart { reply }) => {
+                    // Restart now rather than at the end of the backoff.
+                    let _ = reply.send(());
+                    return false;
                 }
             },
         }
