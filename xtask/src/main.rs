@@ -13,7 +13,8 @@ tasks:
   build                 build the wedge host (release) and every module for wasm32-wasip2
   demo [--seconds N]    build, then run examples/demo/wedge.toml on the local hub and print
                         telemetry as it flows (until Ctrl-C, or for N seconds)
-  test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]";
+  test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]
+  bench                 benchmarks, each printed with a ratio to a baseline measured in the same run";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         Some("build") => build(),
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench(),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2)
@@ -212,4 +214,9 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     ensure_mosquitto()?;
     run(cargo().args(["test", "--workspace"]).args(args))
+}
+
+fn bench() -> anyhow::Result<()> {
+    ensure_mosquitto()?;
+    run(cargo().args(["bench", "-p", "wedge-hub", "--bench", "telemetry"]))
 }
