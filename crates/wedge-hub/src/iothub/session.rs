@@ -336,38 +336,49 @@ impl Session {
     }
 
     /// Waits out a reconnect delay, still queueing commands. `Err` when the handle is gone.
-    async fn wait(&mut self, delay: Duration) -> Result<(), ()> {
+    async fn wait(&mut self, delay: Duration) -> Result<(), String> {
         let until = tokio::time::Instant::now() + delay;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return Ok(()),
                 command = self.commands.recv() => match command {
-                    None => return Err(()),
-                    Some(command) => self.queue_offline(command),
+                    None => return Err("the IotHub handle was dropped".into()),
+                    Some(command) => self.on_command(command, None).await?,
                 },
             }
         }
     }
 
-    fn queue_offline(&mut self, command: Command) {
+    /// Handles a command from the handle. `client` is the connection once the hub has
+    /// accepted it (CONNACK), `None` before and between connections: telemetry and reported
+    /// patches are queued either way, a method answer without a connection is dropped (the hub
+    /// gave up on the call with the connection).
+    async fn on_command(
+        &mut self,
+        command: Command,
+        client: Option<&AsyncClient>,
+    ) -> Result<(), String> {
         match command {
             Command::Telemetry { topic, payload } => self.outbox.push(topic, payload),
             Command::Report(patch) => {
-                // Offline the twin machine only queues; it publishes on the next connect.
-                for action in self.queue_report(patch, Instant::now()) {
-                    if let Action::Warn(message) = action {
-                        tracing::warn!("twin: {message}");
-                    }
+                let actions = self
+                    .twin
+                    .report(patch, Instant::now())
+                    .unwrap_or_else(|e| vec![Action::Warn(e.to_string())]);
+                self.act(actions, client).await?;
+            }
+            Command::MethodResponse {
+                status,
+                rid,
+                payload,
+            } => {
+                if let Some(client) = client {
+                    let topic = topics::method_response_topic(i32::from(status), &rid);
+                    self.publish(client, topic, payload.into_bytes(), None)?;
                 }
             }
-            Command::MethodResponse { .. } => {} // the hub gave up on it with the connection
         }
-    }
-
-    fn queue_report(&mut self, patch: Value, now: Instant) -> Vec<Action> {
-        self.twin
-            .report(patch, now)
-            .unwrap_or_else(|e| vec![Action::Warn(e.to_string())])
+        Ok(())
     }
 
     fn mqtt_options(&self) -> Result<MqttOptions, String> {
@@ -430,25 +441,16 @@ impl Session {
                     Some(Err(e)) => Err(describe(&e)),
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         connected = true;
-                        self.on_connected(&client).map(|()| true)
+                        self.on_connected(&client).await.map(|()| true)
                     }
                     Some(Ok(event)) => self.on_event(event, &client).await.map(|()| true),
                 },
                 command = self.commands.recv() => match command {
                     None => Ok(false),
-                    Some(Command::Telemetry { topic, payload }) => {
-                        self.outbox.push(topic, payload);
-                        Ok(true)
+                    Some(command) => {
+                        let client = connected.then_some(&client);
+                        self.on_command(command, client).await.map(|()| true)
                     }
-                    Some(Command::Report(patch)) => {
-                        let actions = self.queue_report(patch, Instant::now());
-                        self.act(actions, &client).await.map(|()| true)
-                    }
-                    Some(Command::MethodResponse { status, rid, payload }) if connected => {
-                        let topic = topics::method_response_topic(i32::from(status), &rid);
-                        self.publish(&client, topic, payload.into_bytes(), None).map(|()| true)
-                    }
-                    Some(Command::MethodResponse { .. }) => Ok(true),
                 },
                 () = std::future::ready(()), if sendable => match self.outbox.next_to_send() {
                     Some((seq, topic, payload)) => self.publish(&client, topic, payload, Some(seq)).map(|()| true),
@@ -456,7 +458,7 @@ impl Session {
                 },
                 () = sleep_until_opt(twin_deadline) => {
                     let actions = self.twin.tick(Instant::now());
-                    self.act(actions, &client).await.map(|()| true)
+                    self.act(actions, connected.then_some(&client)).await.map(|()| true)
                 }
                 () = tokio::time::sleep_until(renew_at) => {
                     tracing::info!("renewing the SAS token: reconnecting");
@@ -474,7 +476,7 @@ impl Session {
         result
     }
 
-    fn on_connected(&mut self, client: &AsyncClient) -> Result<(), String> {
+    async fn on_connected(&mut self, client: &AsyncClient) -> Result<(), String> {
         tracing::info!(host = %self.options.connection.connect_host(), "connected to IoT Hub");
         self.set_status(|s| {
             s.connected = true;
@@ -495,13 +497,7 @@ impl Session {
                 .map_err(|e| e.to_string())?;
         }
         let actions = self.twin.on_connected(Instant::now());
-        for action in actions {
-            // Publishing here is synchronous; desired configuration comes from the GET answer.
-            if let Action::Publish { topic, payload } = action {
-                self.publish(client, topic, payload, None)?;
-            }
-        }
-        Ok(())
+        self.act(actions, Some(client)).await
     }
 
     fn publish(
@@ -586,15 +582,27 @@ impl Session {
             }
             twin => {
                 let actions = self.twin.on_incoming(&twin, &payload, Instant::now());
-                self.act(actions, client).await
+                self.act(actions, Some(client)).await
             }
         }
     }
 
-    async fn act(&mut self, actions: Vec<Action>, client: &AsyncClient) -> Result<(), String> {
+    /// Carries out what the twin machine asks. It asks to publish only while connected (it
+    /// queues otherwise and sends on the next connect), so `client` is there whenever it does.
+    async fn act(
+        &mut self,
+        actions: Vec<Action>,
+        client: Option<&AsyncClient>,
+    ) -> Result<(), String> {
         for action in actions {
             match action {
-                Action::Publish { topic, payload } => self.publish(client, topic, payload, None)?,
+                Action::Publish { topic, payload } => match client {
+                    Some(client) => self.publish(client, topic, payload, None)?,
+                    None => tracing::debug!(
+                        topic,
+                        "twin publish while disconnected: it is re-sent on connect"
+                    ),
+                },
                 Action::DesiredModules { version, modules } => {
                     let _ = self
                         .events
