@@ -31,6 +31,9 @@ pub struct BrokerOptions {
     /// [`Identity`] (`dev1`, or IoT Hub's `{hub}/{device}[/{module}]/?api-version=...`); the
     /// ACL limits it to its own `devices/{device}[/modules/{module}]/#` topics and `$iothub/#`.
     pub users: Vec<(String, String)>,
+    /// Users of the generic MQTT upstream as `(username, password)`: each may use the
+    /// `wedge/{username}/#` topics (wedge's default topic tree, the username as the device).
+    pub mqtt_users: Vec<(String, String)>,
     /// Serve MQTT over TLS (as IoT Hub does) rather than plain TCP.
     pub tls: bool,
     /// Listen on this port rather than a free one (e.g. to replace a stopped broker).
@@ -41,6 +44,7 @@ impl Default for BrokerOptions {
     fn default() -> Self {
         BrokerOptions {
             users: Vec::new(),
+            mqtt_users: Vec::new(),
             tls: true,
             port: None,
         }
@@ -82,9 +86,15 @@ impl Broker {
             .collect::<Result<Vec<_>>>()?;
         let service_password = random_secret();
         let mut users = options.users.clone();
+        users.extend(options.mqtt_users.iter().cloned());
         users.push((SERVICE_USER.to_owned(), service_password.clone()));
         write_password_file(&mosquitto_passwd, &dir.path().join("passwd"), &users)?;
-        write_acl(&dir.path().join("acl"), &options.users, &identities)?;
+        write_acl(
+            &dir.path().join("acl"),
+            &options.users,
+            &identities,
+            &options.mqtt_users,
+        )?;
         write_tls_files(dir.path())?;
 
         let mut broker = Broker {
@@ -298,10 +308,15 @@ fn write_password_file(program: &Path, path: &Path, users: &[(String, String)]) 
     Ok(())
 }
 
-/// Device users get their own subtree and `$iothub/#`; the service user gets everything.
-/// `#` does not match topics starting with `$` in Mosquitto's ACL check, hence the
-/// separate `$iothub/#` line for the service.
-fn write_acl(path: &Path, users: &[(String, String)], identities: &[Identity]) -> Result<()> {
+/// Device users get their own subtree and `$iothub/#`; generic MQTT users `wedge/{user}/#`; the
+/// service user gets everything. `#` does not match topics starting with `$` in Mosquitto's ACL
+/// check, hence the separate `$iothub/#` line for the service.
+fn write_acl(
+    path: &Path,
+    users: &[(String, String)],
+    identities: &[Identity],
+    mqtt_users: &[(String, String)],
+) -> Result<()> {
     let mut acl = File::create(path)?;
     writeln!(
         acl,
@@ -313,6 +328,12 @@ fn write_acl(path: &Path, users: &[(String, String)], identities: &[Identity]) -
             "user {user}\ntopic readwrite {}/#\ntopic readwrite $iothub/#\n",
             identity.topic_prefix()
         )?;
+    }
+    for (user, _) in mqtt_users {
+        if user.contains(['/', '+', '#']) || user.contains(char::is_whitespace) {
+            bail!("MQTT username {user:?} cannot be a topic level");
+        }
+        writeln!(acl, "user {user}\ntopic readwrite wedge/{user}/#\n")?;
     }
     Ok(())
 }

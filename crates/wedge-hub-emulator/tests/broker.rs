@@ -107,7 +107,7 @@ async fn plain_tcp_listener_serves_the_emulator() {
     let broker = wedge_hub_emulator::Broker::start(wedge_hub_emulator::BrokerOptions {
         users: vec![("dev1".into(), "secret".into())],
         tls: false,
-        port: None,
+        ..Default::default()
     })
     .unwrap();
     let hub = HubEmulator::start(&broker).await.unwrap();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
+use wedge_hub::Cloud;
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::iothub::{sas, topics};

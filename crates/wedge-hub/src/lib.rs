@@ -4,5 +4,9 @@
 #![deny(missing_docs)]
 
 pub mod iothub;
+mod link;
 pub mod local;
+pub mod mqtt;
 pub mod telemetry_record;
+
+pub use link::{CaFileError, Cloud, HubEvent, LinkStatus};

@@ -1,5 +1,6 @@
-//! What the host does when IoT Hub asks: apply desired module configuration (acknowledged in
-//! reported properties), answer direct methods, route cloud-to-device messages (`$upstream/c2d`) to module inputs.
+//! What the host does when the cloud (IoT Hub, or an MQTT broker's config topic) asks: apply
+//! desired module configuration (acknowledged in reported properties), answer direct methods,
+//! route cloud-to-device messages (`$upstream/c2d`) to module inputs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wedge_hub::iothub::session::{HubEvent, IotHub};
 use wedge_hub::iothub::twin::config_ack_patch;
+use wedge_hub::{Cloud, HubEvent};
 use wedge_runtime::{Runtime, RuntimeError};
 
 /// How long a module gets to accept a configuration.
@@ -17,7 +18,11 @@ const CONFIGURE_DEADLINE: Duration = Duration::from_secs(10);
 const METHOD_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serves the hub's events until the connection task ends.
-pub async fn serve(mut events: mpsc::Receiver<HubEvent>, runtime: Arc<Runtime>, hub: Arc<IotHub>) {
+pub async fn serve(
+    mut events: mpsc::Receiver<HubEvent>,
+    runtime: Arc<Runtime>,
+    hub: Arc<dyn Cloud>,
+) {
     // The overlay each module runs with; every module starts on its deployment config.
     let mut applied: BTreeMap<String, Value> = runtime
         .status()
@@ -27,7 +32,7 @@ pub async fn serve(mut events: mpsc::Receiver<HubEvent>, runtime: Arc<Runtime>, 
     while let Some(event) = events.recv().await {
         match event {
             HubEvent::Desired { version, modules } => {
-                apply_desired(&runtime, &hub, &mut applied, version, &modules).await;
+                apply_desired(&runtime, hub.as_ref(), &mut applied, version, &modules).await;
             }
             HubEvent::Method {
                 name,
@@ -54,7 +59,7 @@ pub async fn serve(mut events: mpsc::Receiver<HubEvent>, runtime: Arc<Runtime>, 
 /// module.
 async fn apply_desired(
     runtime: &Runtime,
-    hub: &IotHub,
+    hub: &dyn Cloud,
     applied: &mut BTreeMap<String, Value>,
     version: u64,
     desired: &BTreeMap<String, Value>,

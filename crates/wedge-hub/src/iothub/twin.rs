@@ -576,7 +576,7 @@ fn parse_document(body: &[u8]) -> Result<Document, String> {
 }
 
 /// `desired.wedge.modules.<name>.config` for each module that has one.
-fn module_configs(desired: &Value) -> BTreeMap<String, Value> {
+pub(crate) fn module_configs(desired: &Value) -> BTreeMap<String, Value> {
     let Some(modules) = desired
         .get("wedge")
         .and_then(|w| w.get("modules"))

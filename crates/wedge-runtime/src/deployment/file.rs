@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
-    Deployment, ModuleSpec, Route, SecretSource, Target, UPSTREAM, UpstreamSpec,
-    is_valid_module_name,
+    DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleSpec, MqttSpec, Route, SecretSource, Target,
+    TopicTemplate, UPSTREAM, UpstreamSpec, is_valid_module_name,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -39,6 +39,22 @@ enum FileUpstream {
         connection_string_file: Option<PathBuf>,
         ca_file: Option<PathBuf>,
         port: Option<u16>,
+    },
+    #[serde(rename_all = "kebab-case")]
+    Mqtt {
+        host: String,
+        port: Option<u16>,
+        tls: Option<bool>,
+        ca_file: Option<PathBuf>,
+        device: String,
+        client_id: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        telemetry_topic: Option<String>,
+        config_topic: Option<String>,
+        reported_topic: Option<String>,
     },
 }
 
@@ -201,17 +217,20 @@ fn upstream_spec(
             ca_file,
             port,
         } => {
-            let sources = [
-                connection_string.map(SecretSource::Inline),
-                connection_string_env.map(SecretSource::Env),
-                connection_string_file.map(|f| SecretSource::File(base.join(f))),
-            ];
-            let mut given = sources.into_iter().flatten();
-            let (Some(connection_string), None) = (given.next(), given.next()) else {
+            let source = secret_source(
+                base,
+                "connection-string",
+                connection_string,
+                connection_string_env,
+                connection_string_file,
+            );
+            let Some(connection_string) =
+                source.map_err(|e| at.error(span.clone(), "upstream", &e))?
+            else {
                 return Err(at.error(
                     span,
                     "upstream",
-                    "give exactly one of `connection-string`, `connection-string-env`, `connection-string-file`",
+                    "give one of `connection-string`, `connection-string-env`, `connection-string-file`",
                 ));
             };
             Ok(UpstreamSpec::IotHub {
@@ -220,6 +239,81 @@ fn upstream_spec(
                 port,
             })
         }
+        FileUpstream::Mqtt {
+            host,
+            port,
+            tls,
+            ca_file,
+            device,
+            client_id,
+            username,
+            password,
+            password_env,
+            password_file,
+            telemetry_topic,
+            config_topic,
+            reported_topic,
+        } => {
+            let error = |field: &str, message: &str| at.error(span.clone(), field, message);
+            let password = secret_source(base, "password", password, password_env, password_file)
+                .map_err(|e| error("upstream", &e))?;
+            if password.is_some() && username.is_none() {
+                return Err(error("upstream.password", "a password needs a `username`"));
+            }
+            if device.is_empty() || device.contains(['/', '+', '#', '\0']) {
+                return Err(error(
+                    "upstream.device",
+                    "must be non-empty without `/`, `+`, `#` (it is one topic level)",
+                ));
+            }
+            let telemetry_topic = TopicTemplate::telemetry(
+                telemetry_topic
+                    .as_deref()
+                    .unwrap_or(DEFAULT_MQTT_TELEMETRY_TOPIC),
+            )
+            .map_err(|e| error("upstream.telemetry-topic", &e.to_string()))?;
+            let device_topic = |topic: Option<String>, field: &str| {
+                topic
+                    .map(|t| TopicTemplate::device(&t))
+                    .transpose()
+                    .map_err(|e| error(field, &e.to_string()))
+            };
+            Ok(UpstreamSpec::Mqtt(MqttSpec {
+                host,
+                port,
+                tls: tls.unwrap_or(true),
+                ca_file: ca_file.map(|f| base.join(f)),
+                device,
+                client_id,
+                username,
+                password,
+                telemetry_topic,
+                config_topic: device_topic(config_topic, "upstream.config-topic")?,
+                reported_topic: device_topic(reported_topic, "upstream.reported-topic")?,
+            }))
+        }
+    }
+}
+
+/// A secret given at most one way: inline, `<name>-env` or `<name>-file`.
+fn secret_source(
+    base: &Path,
+    name: &str,
+    inline: Option<String>,
+    env: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretSource>, String> {
+    let sources = [
+        inline.map(SecretSource::Inline),
+        env.map(SecretSource::Env),
+        file.map(|f| SecretSource::File(base.join(f))),
+    ];
+    let mut given = sources.into_iter().flatten();
+    match (given.next(), given.next()) {
+        (source, None) => Ok(source),
+        _ => Err(format!(
+            "give only one of `{name}`, `{name}-env`, `{name}-file`"
+        )),
     }
 }
 
@@ -452,11 +546,53 @@ alerts = { from = "filter/alerts", to = "$upstream" }
             .parse("[upstream]\nkind = \"iothub\"\nconnection-string = \"x\"\nconnection-string-env = \"HUB\"\n")
             .unwrap_err();
         assert!(
-            err.contains("wedge.toml:1:1") && err.contains("exactly one"),
+            err.contains("wedge.toml:1:1") && err.contains("only one of"),
             "{err}"
         );
+        let err = fx.parse("[upstream]\nkind = \"iothub\"\n").unwrap_err();
+        assert!(err.contains("give one of `connection-string`"), "{err}");
         let secret = format!("{:?}", SecretSource::Inline("SharedAccessKey=abc".into()));
         assert!(!secret.contains("abc"), "{secret}");
+    }
+
+    #[test]
+    fn mqtt_upstream_has_defaults_and_checks_its_topics() {
+        let fx = Fixture::new();
+        let d = fx
+            .parse("[upstream]\nkind = \"mqtt\"\nhost = \"broker\"\ndevice = \"dev1\"\nusername = \"u\"\npassword-env = \"PW\"\nconfig-topic = \"wedge/{device}/config\"\n")
+            .unwrap();
+        let UpstreamSpec::Mqtt(mqtt) = d.upstream else {
+            panic!("{:?}", d.upstream)
+        };
+        assert!(mqtt.tls);
+        assert_eq!(mqtt.password, Some(SecretSource::Env("PW".into())));
+        assert_eq!(
+            mqtt.telemetry_topic.render("dev1", "m", "o").unwrap(),
+            "wedge/dev1/m/o"
+        );
+        assert_eq!(
+            mqtt.config_topic.unwrap().render("dev1", "", "").unwrap(),
+            "wedge/dev1/config"
+        );
+        for (extra, expected) in [
+            (
+                "telemetry-topic = \"a/{serial}\"",
+                "upstream.telemetry-topic: topic template `a/{serial}`: unknown placeholder",
+            ),
+            ("reported-topic = \"a/{module}\"", "upstream.reported-topic"),
+            ("config-topic = \"a/#\"", "upstream.config-topic"),
+            ("password = \"p\"", "a password needs a `username`"),
+        ] {
+            let err = fx
+                .parse(&format!(
+                    "[upstream]\nkind = \"mqtt\"\nhost = \"b\"\ndevice = \"d\"\n{extra}\n"
+                ))
+                .unwrap_err();
+            assert!(
+                err.contains("wedge.toml:1:1") && err.contains(expected),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -4,12 +4,14 @@
 
 mod allowed_hosts;
 mod file;
+mod topic_template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use file::DeploymentError;
+pub use topic_template::{TemplateError, TopicTemplate};
 
 /// Default memory limit of one module instance.
 pub const DEFAULT_MEMORY_MB: u64 = 64;
@@ -47,7 +49,39 @@ pub enum UpstreamSpec {
         /// MQTT over TLS port; 8883 when absent.
         port: Option<u16>,
     },
+    /// Any MQTT broker.
+    Mqtt(MqttSpec),
 }
+
+/// A generic MQTT broker upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSpec {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port; 8883 with TLS, 1883 without, when absent.
+    pub port: Option<u16>,
+    /// MQTT over TLS (the default).
+    pub tls: bool,
+    /// CA certificates (PEM) trusted in addition to the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// The device's name in topics.
+    pub device: String,
+    /// The MQTT client id; `wedge-<device>` when absent.
+    pub client_id: Option<String>,
+    /// The username, if the broker wants one.
+    pub username: Option<String>,
+    /// Where the password comes from.
+    pub password: Option<SecretSource>,
+    /// Where telemetry goes.
+    pub telemetry_topic: TopicTemplate,
+    /// A topic whose retained JSON document overlays module configuration.
+    pub config_topic: Option<TopicTemplate>,
+    /// A topic the reported state is published on, retained.
+    pub reported_topic: Option<TopicTemplate>,
+}
+
+/// The default telemetry topic of the MQTT upstream.
+pub const DEFAULT_MQTT_TELEMETRY_TOPIC: &str = "wedge/{device}/{module}/{output}";
 
 /// Where a secret comes from. The deployment file names it; the value is read at start and never
 /// logged.

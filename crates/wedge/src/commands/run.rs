@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::local::LocalHub;
-use wedge_runtime::deployment::UpstreamSpec;
+use wedge_hub::mqtt::{MqttUpstream, MqttUpstreamOptions};
+use wedge_hub::{Cloud, HubEvent};
+use wedge_runtime::deployment::{MqttSpec, TopicTemplate, UpstreamSpec};
 use wedge_runtime::{Deployment, EngineCtx, Runtime};
 
 use crate::cloud;
@@ -46,7 +49,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             Host {
                 runtime,
                 local: Some(local),
-                iothub: None,
+                cloud: None,
             }
         }
         UpstreamSpec::IotHub {
@@ -63,15 +66,11 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             options.ca_file = ca_file.clone();
             options.port = port.unwrap_or(options.port);
             let (hub, events) = IotHub::start(options)?;
-            let hub = Arc::new(hub);
-            let runtime = Arc::new(Runtime::new(engine, hub.clone(), data_dir.to_path_buf()));
-            runtime.start(&deployment, &BTreeMap::new()).await?;
-            tokio::spawn(cloud::serve(events, runtime.clone(), hub.clone()));
-            Host {
-                runtime,
-                local: None,
-                iothub: Some(hub),
-            }
+            cloud_host(engine, &deployment, data_dir, Arc::new(hub), events).await?
+        }
+        UpstreamSpec::Mqtt(spec) => {
+            let (broker, events) = MqttUpstream::start(mqtt_options(spec)?)?;
+            cloud_host(engine, &deployment, data_dir, Arc::new(broker), events).await?
         }
     };
     let runtime = host.runtime.clone();
@@ -79,7 +78,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         deployment = %args.deployment.display(),
         data_dir = %data_dir.display(),
         modules = deployment.modules.len(),
-        upstream = if host.iothub.is_some() { "iothub" } else { "local" },
+        upstream = host.cloud.as_ref().map_or("local", |c| c.kind()),
         "wedge is running"
     );
 
@@ -90,6 +89,59 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     runtime.shutdown().await;
     let _ = std::fs::remove_file(socket);
     Ok(())
+}
+
+/// A host whose upstream is a cloud: modules start on their deployment config, and the cloud's
+/// desired configuration is applied as it arrives.
+async fn cloud_host(
+    engine: EngineCtx,
+    deployment: &Deployment,
+    data_dir: &Path,
+    cloud: Arc<dyn Cloud>,
+    events: mpsc::Receiver<HubEvent>,
+) -> anyhow::Result<Host> {
+    let runtime = Arc::new(Runtime::new(engine, cloud.clone(), data_dir.to_path_buf()));
+    runtime.start(deployment, &BTreeMap::new()).await?;
+    tokio::spawn(cloud::serve(events, runtime.clone(), cloud.clone()));
+    Ok(Host {
+        runtime,
+        local: None,
+        cloud: Some(cloud),
+    })
+}
+
+/// The MQTT upstream's options from the deployment, with its password read.
+fn mqtt_options(spec: &MqttSpec) -> anyhow::Result<MqttUpstreamOptions> {
+    let password = spec
+        .password
+        .as_ref()
+        .map(|source| source.read())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("upstream password: {e}"))?;
+    let credentials = spec
+        .username
+        .clone()
+        .map(|user| (user, password.unwrap_or_default()));
+    let topic = |template: &TopicTemplate| {
+        template
+            .render(&spec.device, "", "")
+            .context("upstream topic")
+    };
+    Ok(MqttUpstreamOptions {
+        host: spec.host.clone(),
+        port: spec.port.unwrap_or(if spec.tls { 8883 } else { 1883 }),
+        tls: spec.tls,
+        ca_file: spec.ca_file.clone(),
+        device: spec.device.clone(),
+        client_id: spec
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("wedge-{}", spec.device)),
+        credentials,
+        telemetry_topic: spec.telemetry_topic.clone(),
+        config_topic: spec.config_topic.as_ref().map(topic).transpose()?,
+        reported_topic: spec.reported_topic.as_ref().map(topic).transpose()?,
+    })
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

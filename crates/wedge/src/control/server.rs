@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use wedge_hub::iothub::session::IotHub;
+use wedge_hub::Cloud;
 use wedge_hub::local::LocalHub;
 use wedge_runtime::{Runtime, RuntimeError};
 
@@ -23,12 +23,12 @@ pub struct Host {
     pub runtime: Arc<Runtime>,
     /// The local hub (twin and telemetry), when it is the upstream.
     pub local: Option<Arc<LocalHub>>,
-    /// The IoT Hub connection, when it is the upstream.
-    pub iothub: Option<Arc<IotHub>>,
+    /// The cloud connection (IoT Hub, MQTT), when it is the upstream.
+    pub cloud: Option<Arc<dyn Cloud>>,
 }
 
-/// The answer for twin requests when the twin lives in IoT Hub.
-const TWIN_IN_IOTHUB: &str = "the twin lives in IoT Hub with this deployment: change desired properties there (e.g. `az iot hub device-twin update`)";
+/// The answer for twin requests when the desired configuration lives in the cloud.
+const TWIN_IN_CLOUD: &str = "the desired configuration lives in the cloud with this deployment: change it there (IoT Hub: `az iot hub device-twin update`; MQTT: the config topic)";
 
 /// Binds the socket in `data_dir`. A socket left by a host that died is replaced; one that a
 /// running host answers on is an error, so two hosts never share a data dir.
@@ -85,19 +85,19 @@ async fn connection(stream: UnixStream, host: &Host) -> anyhow::Result<()> {
 async fn handle(request: Request, host: &Host) -> Response {
     match request {
         Request::Status => {
-            let upstream = match &host.iothub {
-                Some(hub) => json!({ "kind": "iothub", "link": hub.status() }),
+            let upstream = match &host.cloud {
+                Some(cloud) => json!({ "kind": cloud.kind(), "link": cloud.status() }),
                 None => json!({ "kind": "local" }),
             };
             Response::Ok(json!({ "modules": host.runtime.status(), "upstream": upstream }))
         }
         Request::TwinGet => match &host.local {
             Some(local) => Response::Ok(local.twin_document()),
-            None => Response::Error(TWIN_IN_IOTHUB.into()),
+            None => Response::Error(TWIN_IN_CLOUD.into()),
         },
         Request::TwinSet { module, patch } => match &host.local {
             Some(local) => twin_set(&host.runtime, local, &module, &patch).await,
-            None => Response::Error(TWIN_IN_IOTHUB.into()),
+            None => Response::Error(TWIN_IN_CLOUD.into()),
         },
         Request::Call {
             module,

@@ -1,0 +1,490 @@
+//! One MQTT connection kept up for an upstream: the loop the IoT Hub and the generic MQTT
+//! upstreams share. It owns rumqttc's event loop (through one poller task: `poll()` is not
+//! cancel-safe), reconnects with backoff and jitter, drains the telemetry outbox at QoS 1 with a
+//! bounded in-flight window (an entry is forgotten only after its PUBACK and re-sent from the
+//! oldest after a reconnect), and hands everything cloud-specific to a [`Protocol`].
+
+mod outbox;
+pub(crate) mod tls;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use wedge_runtime::{Message, SendError, Upstream, UpstreamMessage};
+
+pub(crate) use outbox::MAX_IN_FLIGHT;
+use outbox::Outbox;
+pub use tls::CaFileError;
+
+/// Most telemetry messages held in memory while the cloud is unreachable. (The durable outbox
+/// replaces this bound with the store's.)
+const MAX_QUEUED: usize = 100_000;
+/// Reconnect delays: doubled after each failure, with jitter, up to the cap.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// What the cloud asks of the host.
+#[derive(Debug)]
+pub enum HubEvent {
+    /// The desired configuration of modules (`wedge.modules.<name>.config`) at `version`.
+    Desired {
+        /// The desired version (the twin's `$version`; a counter for MQTT).
+        version: u64,
+        /// Module name to its desired config overlay.
+        modules: BTreeMap<String, Value>,
+    },
+    /// A direct method; answer through `respond` with a status and a JSON payload.
+    Method {
+        /// The method name as the cloud sent it (`<module>.<method>`).
+        name: String,
+        /// The JSON payload.
+        payload: String,
+        /// Where the answer goes.
+        respond: oneshot::Sender<(u16, String)>,
+    },
+    /// A cloud-to-device message.
+    C2d(Message),
+}
+
+/// The connection as `wedge status` shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LinkStatus {
+    /// Whether the MQTT session is up.
+    pub connected: bool,
+    /// Telemetry messages waiting to be sent or acknowledged.
+    pub queued: usize,
+    /// Telemetry messages the broker acknowledged.
+    pub acknowledged: u64,
+    /// The latest connection error.
+    pub last_error: Option<String>,
+}
+
+/// A cloud upstream (IoT Hub, MQTT broker) as the host serves it: an [`Upstream`] that also
+/// takes raw reported patches and shows its link.
+pub trait Cloud: Upstream {
+    /// What kind of upstream this is (`iothub`, `mqtt`), for `wedge status`.
+    fn kind(&self) -> &'static str;
+    /// Merges a patch (a JSON object) into the reported state, as it is.
+    fn report_raw(&self, patch: Value);
+    /// The connection's state.
+    fn status(&self) -> LinkStatus;
+}
+
+/// The part of an upstream that differs between clouds: how to connect, what to subscribe to,
+/// how telemetry is addressed, and what incoming messages and the handle's commands mean.
+pub(crate) trait Protocol: Send + 'static {
+    /// Requests from the upstream's handle (reported state, method answers, ...).
+    type Command: Send + 'static;
+    /// The peer, for log lines.
+    const PEER: &'static str;
+
+    /// Options for the next connection, and how long until its credentials must be renewed
+    /// (by reconnecting).
+    fn connect(&mut self) -> Result<(MqttOptions, Option<Duration>), String>;
+
+    /// The topic a telemetry message is published on. `message_id` is unique per device and
+    /// stable across re-sends.
+    fn telemetry_topic(
+        &self,
+        message_id: &str,
+        message: &UpstreamMessage,
+    ) -> Result<String, String>;
+
+    /// The broker accepted the connection: subscribe and catch up.
+    fn on_connected(
+        &mut self,
+        wire: &mut Wire<'_>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// A message arrived on a subscribed topic.
+    fn on_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        wire: &mut Wire<'_>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// A command from the handle; `wire` is `None` while disconnected.
+    fn on_command(
+        &mut self,
+        command: Self::Command,
+        wire: Option<&mut Wire<'_>>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// When [`Protocol::on_deadline`] wants to run next (timeouts, retries).
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The deadline passed.
+    fn on_deadline(
+        &mut self,
+        _wire: Option<&mut Wire<'_>>,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The connection ended.
+    fn on_disconnected(&mut self) {}
+}
+
+/// The connected broker, as a protocol sees it: every publish goes through here so that packet
+/// ids are matched to the right outbox entries.
+pub(crate) struct Wire<'a> {
+    client: &'a AsyncClient,
+    outbox: &'a mut Outbox,
+}
+
+impl Wire<'_> {
+    /// Publishes at QoS 1.
+    pub(crate) fn publish(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), String> {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+            .map_err(|e| e.to_string())?;
+        self.outbox.requested(None);
+        Ok(())
+    }
+
+    /// Subscribes at QoS 1.
+    pub(crate) fn subscribe(&mut self, filter: String) -> Result<(), String> {
+        self.client
+            .try_subscribe(filter, QoS::AtLeastOnce)
+            .map_err(|e| e.to_string())
+    }
+}
+
+enum Input<C> {
+    Telemetry(UpstreamMessage),
+    Command(C),
+}
+
+/// Sends commands to a link; clones go to tasks that answer later (direct methods).
+pub(crate) struct Commands<C> {
+    tx: mpsc::UnboundedSender<Input<C>>,
+}
+
+impl<C> Clone for Commands<C> {
+    fn clone(&self) -> Self {
+        Commands {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<C> Commands<C> {
+    /// Queues `command`; dropped when the link is gone (the host is shutting down).
+    pub(crate) fn send(&self, command: C) {
+        let _ = self.tx.send(Input::Command(command));
+    }
+}
+
+/// The receiving end of [`Commands`], consumed by [`start`].
+pub(crate) struct CommandQueue<C>(mpsc::UnboundedReceiver<Input<C>>);
+
+/// A command channel, created before the protocol so that the protocol can hold a sender.
+pub(crate) fn channel<C>() -> (Commands<C>, CommandQueue<C>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Commands { tx }, CommandQueue(rx))
+}
+
+/// The handle side of a running link.
+pub(crate) struct LinkHandle<C> {
+    commands: Commands<C>,
+    queued: Arc<AtomicU64>,
+    status: Arc<Mutex<LinkStatus>>,
+}
+
+impl<C> LinkHandle<C> {
+    /// Queues a telemetry message.
+    ///
+    /// # Errors
+    /// [`SendError::Full`] when [`MAX_QUEUED`] messages wait already or the link is gone.
+    pub(crate) fn send_telemetry(&self, message: UpstreamMessage) -> Result<(), SendError> {
+        if self.queued.load(Ordering::Relaxed) as usize >= MAX_QUEUED {
+            return Err(SendError::Full);
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.commands
+            .tx
+            .send(Input::Telemetry(message))
+            .map_err(|_| SendError::Full)
+    }
+
+    /// Queues a protocol command.
+    pub(crate) fn command(&self, command: C) {
+        self.commands.send(command);
+    }
+
+    /// The connection's state.
+    pub(crate) fn status(&self) -> LinkStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        status.queued = self.queued.load(Ordering::Relaxed) as usize;
+        status
+    }
+}
+
+/// Starts the connection task for `protocol`, fed by `queue` (see [`channel`]).
+pub(crate) fn start<P: Protocol>(
+    protocol: P,
+    commands: Commands<P::Command>,
+    queue: CommandQueue<P::Command>,
+) -> LinkHandle<P::Command> {
+    let queued = Arc::new(AtomicU64::new(0));
+    let status = Arc::new(Mutex::new(LinkStatus::default()));
+    let link = Link {
+        protocol,
+        inputs: queue.0,
+        queued: queued.clone(),
+        status: status.clone(),
+        outbox: Outbox::default(),
+        boot: unix_seconds(SystemTime::now()),
+    };
+    tokio::spawn(link.run());
+    LinkHandle {
+        commands,
+        queued,
+        status,
+    }
+}
+
+struct Link<P: Protocol> {
+    protocol: P,
+    inputs: mpsc::UnboundedReceiver<Input<P::Command>>,
+    queued: Arc<AtomicU64>,
+    status: Arc<Mutex<LinkStatus>>,
+    outbox: Outbox,
+    /// Prefix of message ids: with the outbox's sequence number, unique per device.
+    boot: u64,
+}
+
+impl<P: Protocol> Link<P> {
+    fn set_status(&self, update: impl FnOnce(&mut LinkStatus)) {
+        update(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.connection().await {
+                Ok(true) => backoff = BACKOFF_START,
+                Ok(false) => return, // the handle was dropped
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "{} connection failed", P::PEER);
+                    self.set_status(|s| {
+                        s.connected = false;
+                        s.last_error = Some(error.clone());
+                    });
+                }
+            }
+            self.protocol.on_disconnected();
+            if !self.wait(jitter(backoff)).await {
+                return;
+            }
+            backoff = (backoff * 2).min(BACKOFF_CAP);
+        }
+    }
+
+    /// Waits out a reconnect delay, still taking inputs. `false` when the handle is gone.
+    async fn wait(&mut self, delay: Duration) -> bool {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return true,
+                input = self.inputs.recv() => match input {
+                    None => return false,
+                    Some(input) => {
+                        if let Err(error) = self.on_input(input, None).await {
+                            tracing::warn!(%error, "{} link", P::PEER);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn on_input(
+        &mut self,
+        input: Input<P::Command>,
+        client: Option<&AsyncClient>,
+    ) -> Result<(), String> {
+        match input {
+            Input::Telemetry(message) => {
+                self.outbox.push(message);
+                Ok(())
+            }
+            Input::Command(command) => {
+                let mut wire = client.map(|client| Wire {
+                    client,
+                    outbox: &mut self.outbox,
+                });
+                self.protocol.on_command(command, wire.as_mut()).await
+            }
+        }
+    }
+
+    /// One connection, from CONNECT until it fails (`Err`), its credentials need renewing
+    /// (`Ok(true)`) or the handle is dropped (`Ok(false)`).
+    async fn connection(&mut self) -> Result<bool, String> {
+        let (options, renew_in) = self.protocol.connect()?;
+        let renew_at = renew_in.map(|d| tokio::time::Instant::now() + d);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let (event_tx, mut events) = mpsc::channel(256);
+        let poller = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                let failed = event.is_err();
+                if event_tx.send(event).await.is_err() || failed {
+                    return;
+                }
+            }
+        }));
+        self.outbox.rewind();
+        let mut connected = false;
+        let result = loop {
+            let deadline = self.protocol.deadline().map(tokio::time::Instant::from_std);
+            let sendable = connected && self.outbox.sendable();
+            let step: Result<bool, String> = tokio::select! {
+                event = events.recv() => match event {
+                    None => Err("the MQTT event loop ended".to_string()),
+                    Some(Err(e)) => Err(describe(&e)),
+                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        connected = true;
+                        tracing::info!("connected to the {}", P::PEER);
+                        self.set_status(|s| {
+                            s.connected = true;
+                            s.last_error = None;
+                        });
+                        let mut wire = Wire { client: &client, outbox: &mut self.outbox };
+                        self.protocol.on_connected(&mut wire).await.map(|()| true)
+                    }
+                    Some(Ok(event)) => self.on_event(event, &client).await.map(|()| true),
+                },
+                input = self.inputs.recv() => match input {
+                    None => Ok(false),
+                    Some(input) => self.on_input(input, connected.then_some(&client)).await.map(|()| true),
+                },
+                () = std::future::ready(()), if sendable => self.send_next(&client).map(|()| true),
+                () = sleep_until_opt(deadline) => {
+                    let mut wire = connected.then_some(Wire {
+                        client: &client,
+                        outbox: &mut self.outbox,
+                    });
+                    self.protocol.on_deadline(wire.as_mut()).await.map(|()| true)
+                }
+                () = sleep_until_opt(renew_at) => {
+                    tracing::info!("renewing credentials: reconnecting to the {}", P::PEER);
+                    break Ok(true);
+                }
+            };
+            match step {
+                Ok(true) => {}
+                Ok(false) => break Ok(false),
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = client.try_disconnect();
+        drop(poller);
+        result
+    }
+
+    fn send_next(&mut self, client: &AsyncClient) -> Result<(), String> {
+        let Some((id, message)) = self.outbox.next_to_send() else {
+            return Ok(());
+        };
+        let message_id = format!("{}-{id}", self.boot);
+        let topic = self.protocol.telemetry_topic(&message_id, message);
+        let payload = message.message.body.clone();
+        match topic {
+            Ok(topic) => {
+                client
+                    .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                    .map_err(|e| e.to_string())?;
+                self.outbox.requested(Some(id));
+            }
+            // Admission checked the topic; this only happens if that check and this one
+            // disagree. Keeping the message would block the outbox for good.
+            Err(error) => {
+                tracing::error!(%error, "dropping a telemetry message with no topic");
+                self.outbox.forget(id);
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, event: Event, client: &AsyncClient) -> Result<(), String> {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.outbox.sent(pkid),
+            Event::Incoming(Packet::PubAck(ack)) if self.outbox.acknowledged(ack.pkid) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.set_status(|s| s.acknowledged += 1);
+            }
+            Event::Incoming(Packet::Publish(publish)) => {
+                let mut wire = Wire {
+                    client,
+                    outbox: &mut self.outbox,
+                };
+                self.protocol
+                    .on_publish(&publish.topic, &publish.payload, &mut wire)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Aborts the task when dropped, so a connection's poller never outlives it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `delay` plus up to 25% random jitter, so that a fleet does not reconnect in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    delay + delay.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A connection error in words, never including the password.
+fn describe(error: &rumqttc::ConnectionError) -> String {
+    match error {
+        rumqttc::ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection ({code:?}): check the credentials")
+        }
+        other => other.to_string(),
+    }
+}
