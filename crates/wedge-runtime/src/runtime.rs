@@ -175,7 +175,8 @@ impl Runtime {
         }
     }
 
-    /// Calls `on-method` of `module`. A module that does not answer within `timeout` gets 504.
+    /// Calls `on-method` of `module`. A module that does not answer within its
+    /// `method-timeout-ms` gets 504.
     ///
     /// # Errors
     /// [`RuntimeError::UnknownModule`].
@@ -184,9 +185,9 @@ impl Runtime {
         module: &str,
         method: &str,
         payload: &str,
-        timeout: Duration,
     ) -> Result<MethodResult, RuntimeError> {
-        let (_, control) = self.handle(module)?;
+        let (ctx, control) = self.handle(module)?;
+        let timeout = Duration::from_millis(ctx.spec.method_timeout_ms);
         let request = |reply| Control::Method {
             name: method.to_string(),
             payload: payload.to_string(),

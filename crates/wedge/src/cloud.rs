@@ -14,8 +14,6 @@ use wedge_runtime::{Runtime, RuntimeError};
 
 /// How long a module gets to accept a configuration.
 const CONFIGURE_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a module gets to answer a direct method before the caller gets 504.
-const METHOD_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serves the hub's events until the connection task ends.
 pub async fn serve(
@@ -119,10 +117,7 @@ async fn method(runtime: &Runtime, name: &str, payload: &str) -> (u16, String) {
                 Err(e) => error(500, e.to_string()),
             }
         }
-        Some((module, method)) => match runtime
-            .invoke(module, method, payload, METHOD_DEADLINE)
-            .await
-        {
+        Some((module, method)) => match runtime.invoke(module, method, payload).await {
             Ok(result) => (result.status, result.payload),
             Err(e @ RuntimeError::UnknownModule(_)) => error(404, e.to_string()),
             Err(e) => error(500, e.to_string()),

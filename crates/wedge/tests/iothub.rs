@@ -71,7 +71,7 @@ echoed = {{ from = \"echo/out\", to = \"$upstream\" }}
 ",
             module("sensor", SENSOR, "tick-ms = 20"),
             module("filter", FILTER, "config = { threshold = 30.0 }"),
-            module("echo", ECHO, ""),
+            module("echo", ECHO, "method-timeout-ms = 500"),
             ca = self.broker.ca_pem_path(),
             port = self.broker.port(),
         )
@@ -214,6 +214,43 @@ async fn direct_methods_reach_modules() {
         .await
         .unwrap();
     assert_eq!(status, 200, "the restarted module answers");
+
+    // A module that does not answer within its method-timeout-ms: 504, and it keeps running.
+    let (status, payload) = cloud
+        .hub
+        .invoke(DEVICE, "echo.sleep", json!({"ms": 2000}), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status, 504, "{payload}");
+    assert!(
+        payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{payload}"
+    );
+    // Calls queued behind the sleep time out too; once it is done, the module answers again.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let (status, payload) = cloud
+            .hub
+            .invoke(DEVICE, "echo.ping", json!(3), TIMEOUT)
+            .await
+            .unwrap();
+        match status {
+            200 => break,
+            504 => assert!(
+                tokio::time::Instant::now() < deadline,
+                "echo never answered again"
+            ),
+            other => panic!("{other}: {payload}"),
+        }
+    }
+    assert_eq!(
+        host.module_status("echo")["restarts"],
+        1,
+        "the late answer is no failure"
+    );
     let (status, _) = cloud
         .hub
         .invoke(

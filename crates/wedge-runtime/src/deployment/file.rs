@@ -9,8 +9,8 @@ use toml::Spanned;
 
 use super::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
-    DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleSpec, MqttSpec, Route, SecretSource, Target,
-    TopicTemplate, UPSTREAM, UpstreamSpec, is_valid_module_name,
+    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleSpec, MqttSpec,
+    Route, SecretSource, Target, TopicTemplate, UPSTREAM, UpstreamSpec, is_valid_module_name,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -71,6 +71,7 @@ struct FileModule {
     memory_mb: Option<Spanned<u64>>,
     cpu_ms_per_call: Option<Spanned<u64>>,
     inbox: Option<Spanned<u64>>,
+    method_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -358,6 +359,11 @@ fn module_spec(
         Some(DEFAULT_CPU_MS_PER_CALL),
     )?;
     let inbox = positive(module.inbox, "inbox", Some(DEFAULT_INBOX as u64))?;
+    let method_timeout_ms = positive(
+        module.method_timeout_ms,
+        "method-timeout-ms",
+        Some(DEFAULT_METHOD_TIMEOUT_MS),
+    )?;
 
     Ok(ModuleSpec {
         path,
@@ -368,6 +374,7 @@ fn module_spec(
         memory_mb: memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
         cpu_ms_per_call: cpu_ms.unwrap_or(DEFAULT_CPU_MS_PER_CALL),
         inbox: inbox.unwrap_or(DEFAULT_INBOX as u64) as usize,
+        method_timeout_ms: method_timeout_ms.unwrap_or(DEFAULT_METHOD_TIMEOUT_MS),
     })
 }
 

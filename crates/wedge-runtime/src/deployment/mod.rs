@@ -17,6 +17,8 @@ pub use topic_template::{TemplateError, TopicTemplate};
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 /// Default CPU budget of one call into a module.
 pub const DEFAULT_CPU_MS_PER_CALL: u64 = 1_000;
+/// Default time a module gets to answer a direct method before the caller gets 504.
+pub const DEFAULT_METHOD_TIMEOUT_MS: u64 = 30_000;
 /// Default capacity of each module's inbox (messages routed to it and not yet delivered).
 pub const DEFAULT_INBOX: usize = 1_024;
 
@@ -142,6 +144,9 @@ pub struct ModuleSpec {
     pub cpu_ms_per_call: u64,
     /// Capacity of the module's inbox.
     pub inbox: usize,
+    /// Time the module gets to answer a direct method (waiting for its turn included) before
+    /// the caller gets 504.
+    pub method_timeout_ms: u64,
 }
 
 /// A route from one module output to a module input or the hub.

@@ -14,7 +14,7 @@ use wedge_runtime::{Runtime, RuntimeError};
 
 use super::{MAX_REQUEST, Request, Response, SOCKET};
 
-/// How long a module gets to accept a configuration or answer a method.
+/// How long a module gets to accept a configuration.
 const MODULE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What requests act on.
@@ -103,16 +103,10 @@ async fn handle(request: Request, host: &Host) -> Response {
             module,
             method,
             payload,
-        } => {
-            match host
-                .runtime
-                .invoke(&module, &method, &payload, MODULE_DEADLINE)
-                .await
-            {
-                Ok(result) => Response::Ok(json!(result)),
-                Err(e) => Response::Error(e.to_string()),
-            }
-        }
+        } => match host.runtime.invoke(&module, &method, &payload).await {
+            Ok(result) => Response::Ok(json!(result)),
+            Err(e) => Response::Error(e.to_string()),
+        },
     }
 }
 

@@ -1,4 +1,5 @@
-//! Test guest: forwards every message unchanged on output `out` and answers the `ping` method.
+//! Test guest: forwards every message unchanged on output `out`, answers the `ping` method, and
+//! `sleep` before answering.
 
 use serde_json::{Value, json};
 use wedge_sdk::{Config, Message, MethodResponse, Module, telemetry, twin};
@@ -28,15 +29,25 @@ impl Module for Echo {
     }
 
     fn on_method(&mut self, name: &str, payload: &str) -> Result<MethodResponse, String> {
-        if name != "ping" {
-            return Err(format!("method `{name}` is not implemented"));
-        }
         // Callers may send any payload; what is not JSON is echoed back as a string.
         let payload = serde_json::from_str(payload).unwrap_or_else(|_| Value::from(payload));
-        Ok(MethodResponse {
-            status: 200,
-            payload: json!({"pong": payload}).to_string(),
-        })
+        match name {
+            "ping" => Ok(MethodResponse {
+                status: 200,
+                payload: json!({"pong": payload}).to_string(),
+            }),
+            // Sleeps `{"ms": n}` (a WASI monotonic-clock wait, no CPU) before answering: a
+            // module that answers late.
+            "sleep" => {
+                let ms = payload["ms"].as_u64().ok_or("payload must be {\"ms\": <n>}")?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(MethodResponse {
+                    status: 200,
+                    payload: json!({"slept-ms": ms}).to_string(),
+                })
+            }
+            _ => Err(format!("method `{name}` is not implemented")),
+        }
     }
 }
 
