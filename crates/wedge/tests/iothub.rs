@@ -24,14 +24,21 @@ struct Cloud {
     hub: HubEmulator,
     secrets: tempfile::TempDir,
     token: String,
+    /// `;ModuleId=...` when wedge connects as a module identity.
+    module_id: Option<&'static str>,
 }
 
 impl Cloud {
     async fn start() -> Cloud {
+        Self::start_as(None).await
+    }
+
+    /// The cloud of a device identity, or of module identity `module_id` of the device.
+    async fn start_as(module_id: Option<&'static str>) -> Cloud {
         let identity = Identity {
             host_name: HUB.into(),
             device_id: DEVICE.into(),
-            module_id: None,
+            module_id: module_id.map(String::from),
         };
         let far_future = sas::unix_seconds(std::time::SystemTime::now()) + 24 * 3600;
         let token = sas::token(KEY, &identity.sas_resource_uri(), None, far_future).unwrap();
@@ -47,6 +54,7 @@ impl Cloud {
             hub,
             secrets: tempfile::tempdir().unwrap(),
             token,
+            module_id,
         }
     }
 
@@ -57,8 +65,12 @@ impl Cloud {
             .path()
             .join(format!("connection-{}.txt", token.len()));
         // The gateway host makes wedge connect to the local broker while signing for the hub.
+        let module_id = self
+            .module_id
+            .map(|m| format!("ModuleId={m};"))
+            .unwrap_or_default();
         let connection = format!(
-            "HostName={HUB};DeviceId={DEVICE};GatewayHostName=127.0.0.1;SharedAccessSignature={token}"
+            "HostName={HUB};DeviceId={DEVICE};{module_id}GatewayHostName=127.0.0.1;SharedAccessSignature={token}"
         );
         std::fs::write(&file, connection).unwrap();
         format!(
@@ -372,4 +384,40 @@ async fn cloud_to_device_messages_reach_a_module_input() {
     assert_eq!(echoed.body, b"reboot please");
     assert_eq!(echoed.property("command"), Some("reboot"));
     assert_eq!(echoed.property("urgency"), Some("low"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_identity_uses_its_own_topics_and_twin() {
+    let cloud = Cloud::start_as(Some("edge")).await;
+    let _host = Host::start(&cloud.deployment(&cloud.token));
+    let received = cloud.hub.wait_for_telemetry(3, TIMEOUT).await.unwrap();
+    for message in &received {
+        assert_eq!(
+            (message.device.as_str(), message.module.as_deref()),
+            (DEVICE, Some("edge")),
+            "telemetry goes to devices/{DEVICE}/modules/edge/messages/events/"
+        );
+    }
+    let identity = format!("{DEVICE}/edge");
+    let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 25.0}}}}});
+    let version = cloud.hub.set_desired(&identity, patch).await.unwrap();
+    let acked = cloud
+        .hub
+        .wait_for_reported(
+            &identity,
+            |r| r["wedge"]["modules"]["filter"]["config"]["av"] == version,
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        acked["wedge"]["modules"]["filter"]["config"]["ac"], 200,
+        "{acked}"
+    );
+    let (status, payload) = cloud
+        .hub
+        .invoke(&identity, "echo.ping", json!("m"), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!((status, payload), (200, json!({"pong": "m"})));
 }
