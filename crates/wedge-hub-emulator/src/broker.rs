@@ -166,9 +166,15 @@ impl Broker {
                 .args(["-TERM", &child.id().to_string()])
                 .status()
                 .is_ok_and(|s| s.success());
-            if !terminated {
-                let _ = child.kill();
+            // Mosquitto exits promptly on SIGTERM; never wait on it for ever.
+            let deadline = Instant::now() + START_TIMEOUT;
+            while terminated && Instant::now() < deadline {
+                match child.try_wait() {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    _ => break,
+                }
             }
+            let _ = child.kill();
             let _ = child.wait();
         }
     }

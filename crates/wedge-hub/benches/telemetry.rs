@@ -1,6 +1,7 @@
-//! Telemetry throughput to Mosquitto over TLS at QoS 1: wedge's IoT Hub upstream against a plain
-//! rumqttc publisher, measured in the same run on the same broker (the ratio is what matters on
-//! a noisy machine). Run with `cargo xtask bench`.
+//! Telemetry throughput to Mosquitto over TLS at QoS 1: wedge's outbox and IoT Hub upstream,
+//! with the outbox on disk (durable) and in memory, against a plain rumqttc publisher, measured
+//! in the same run on the same broker (the ratio is what matters on a noisy machine). Run with
+//! `cargo xtask bench`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,16 +9,19 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
-use wedge_hub::Cloud;
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::iothub::{sas, topics};
+use wedge_hub::{Cloud, Drain};
 use wedge_hub_emulator::{Broker, BrokerOptions, client_tls_config};
-use wedge_runtime::{Message, Upstream, UpstreamMessage};
+use wedge_runtime::{Message, UpstreamMessage};
+use wedge_store::{OutboxLimits, Store, WhenFull};
 
 const MESSAGES: usize = 20_000;
 const BODY: usize = 256;
 const IN_FLIGHT: u16 = 100;
+/// Messages per outbox append, as a module's `send-batch` makes them.
+const BATCH: usize = 100;
 const ROUNDS: usize = 3;
 
 #[tokio::main]
@@ -44,18 +48,33 @@ async fn main() {
     println!(
         "telemetry to Mosquitto over TLS, QoS 1, {MESSAGES} messages of {BODY} B, median of {ROUNDS}"
     );
-    let mut ratios = Vec::new();
+    let (mut durable_ratios, mut memory_ratios) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
         let plain = plain_rumqttc(&broker).await;
-        let wedge = wedge_upstream(&broker, &identity, token.expose()).await;
-        let ratio = wedge / plain;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let durable = wedge_upstream(&broker, &identity, token.expose(), &store).await;
+        drop(store);
+        let store = Store::open_in_memory().unwrap();
+        let memory = wedge_upstream(&broker, &identity, token.expose(), &store).await;
         println!(
-            "round {round}: plain rumqttc {plain:>8.0} msg/s   wedge upstream {wedge:>8.0} msg/s   ratio {ratio:.2}"
+            "round {round}: plain rumqttc {plain:>7.0} msg/s | wedge, outbox on disk {durable:>7.0} msg/s ({:.2}x) | in memory {memory:>7.0} msg/s ({:.2}x)",
+            durable / plain,
+            memory / plain,
         );
-        ratios.push(ratio);
+        durable_ratios.push(durable / plain);
+        memory_ratios.push(memory / plain);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!("median ratio wedge/plain: {:.2}", ratios[ROUNDS / 2]);
+    println!(
+        "median ratio to plain rumqttc: outbox on disk {:.2}, in memory {:.2}",
+        median(&mut durable_ratios),
+        median(&mut memory_ratios)
+    );
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// The baseline: one rumqttc client, 100 in flight, counting PUBACKs.
@@ -102,9 +121,14 @@ async fn plain_rumqttc(broker: &Broker) -> f64 {
     rate
 }
 
-/// wedge: `Upstream::send` as the router calls it for `$upstream` targets, until the hub
-/// session has seen every PUBACK.
-async fn wedge_upstream(broker: &Broker, identity: &topics::Identity, token: &str) -> f64 {
+/// wedge: records appended to the outbox as the router does for `$upstream` (batches of
+/// [`BATCH`], as `send-batch` makes them) while the IoT Hub link drains it, until every PUBACK.
+async fn wedge_upstream(
+    broker: &Broker,
+    identity: &topics::Identity,
+    token: &str,
+    store: &Store,
+) -> f64 {
     let connection = ConnectionString::parse(&format!(
         "HostName={};DeviceId={};GatewayHostName=127.0.0.1;SharedAccessSignature={token}",
         identity.host_name, identity.device_id
@@ -113,7 +137,16 @@ async fn wedge_upstream(broker: &Broker, identity: &topics::Identity, token: &st
     let mut options = IotHubOptions::new(connection);
     options.port = broker.port();
     options.ca_file = Some(broker.ca_pem_path());
-    let (hub, _events) = IotHub::start(options).unwrap();
+    let outbox = store.outbox(OutboxLimits {
+        max_bytes: 1 << 30,
+        ttl: None,
+        when_full: WhenFull::Reject,
+    });
+    let drain = Drain {
+        outbox: outbox.clone(),
+        id_prefix: "bench".into(),
+    };
+    let (hub, _events) = IotHub::start(options, drain).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !hub.status().connected {
         assert!(
@@ -123,21 +156,26 @@ async fn wedge_upstream(broker: &Broker, identity: &topics::Identity, token: &st
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let message = Message {
-        body: vec![b'x'; BODY],
-        content_type: Some("application/json".into()),
-        ..Message::default()
-    };
-    let start = Instant::now();
-    for _ in 0..MESSAGES {
-        let upstream = UpstreamMessage {
-            module: "bench".into(),
-            output: "out".into(),
-            message: message.clone(),
-            enqueued: SystemTime::now(),
-        };
-        hub.send(upstream).await.unwrap();
+    let record = UpstreamMessage {
+        module: "bench".into(),
+        output: "out".into(),
+        message: Message {
+            body: vec![b'x'; BODY],
+            content_type: Some("application/json".into()),
+            ..Message::default()
+        },
+        enqueued: SystemTime::now(),
     }
+    .to_record();
+    let start = Instant::now();
+    let producer = tokio::spawn(async move {
+        for _ in 0..MESSAGES / BATCH {
+            outbox
+                .append_batch(vec![record.clone(); BATCH])
+                .await
+                .unwrap();
+        }
+    });
     while (hub.status().acknowledged as usize) < MESSAGES {
         assert!(
             Instant::now() < deadline + Duration::from_secs(120),
@@ -146,5 +184,6 @@ async fn wedge_upstream(broker: &Broker, identity: &topics::Identity, token: &st
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    producer.await.unwrap();
     MESSAGES as f64 / start.elapsed().as_secs_f64()
 }

@@ -3,10 +3,12 @@
 //! directory, so modules work with no cloud account.
 #![deny(missing_docs)]
 
+mod drain;
 pub mod iothub;
 mod link;
 pub mod local;
 pub mod mqtt;
 pub mod telemetry_record;
 
+pub use drain::Drain;
 pub use link::{CaFileError, Cloud, HubEvent, LinkStatus};

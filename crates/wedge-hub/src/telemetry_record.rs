@@ -11,6 +11,9 @@ use wedge_runtime::UpstreamMessage;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TelemetryRecord {
+    /// The message id (stable across resends: a line repeated after a crash has the same one).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message_id: Option<String>,
     /// The module that sent it.
     pub module: String,
     /// The output it was sent on.
@@ -42,6 +45,7 @@ impl TelemetryRecord {
             ),
         };
         TelemetryRecord {
+            message_id: None,
             module: message.module.clone(),
             output: message.output.clone(),
             enqueued_time: humantime::format_rfc3339_millis(message.enqueued).to_string(),

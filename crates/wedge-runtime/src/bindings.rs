@@ -4,9 +4,13 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     world: "edge-module",
     imports: {
-        // These await the router and the upstream; the rest answer from the store's data.
+        // These await the router, the upstream or the disk; the rest answer from memory (or,
+        // for `state.get`, one indexed read).
         "wedge:edge/telemetry.send": async | trappable,
+        "wedge:edge/telemetry.send-batch": async | trappable,
         "wedge:edge/twin.report": async | trappable,
+        "wedge:edge/state.set": async | trappable,
+        "wedge:edge/state.delete": async | trappable,
         default: trappable,
     },
     exports: { default: async },

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
+use wedge_store::{AppendError, Outbox};
 
 use crate::deployment::{Route, Target};
 use crate::message::{Message, SendError};
@@ -13,10 +14,12 @@ use crate::upstream::{Upstream, UpstreamMessage};
 
 /// Routes messages. Module inboxes are bounded queues: a full inbox refuses the message with
 /// [`SendError::Full`] rather than blocking the sender, so a slow module cannot stall others
-/// and routing cycles cannot deadlock.
+/// and routing cycles cannot deadlock. `$upstream` is the durable outbox: a send returns once
+/// the message is on disk.
 pub(crate) struct Router {
     table: RwLock<Table>,
     upstream: Arc<dyn Upstream>,
+    outbox: Outbox,
 }
 
 #[derive(Default)]
@@ -26,10 +29,11 @@ struct Table {
 }
 
 impl Router {
-    pub(crate) fn new(upstream: Arc<dyn Upstream>) -> Self {
+    pub(crate) fn new(upstream: Arc<dyn Upstream>, outbox: Outbox) -> Self {
         Router {
             table: RwLock::default(),
             upstream,
+            outbox,
         }
     }
 
@@ -63,18 +67,22 @@ impl Router {
         self.write().inboxes.remove(module);
     }
 
-    /// Sends `message` from `module`'s `output` to every target of its routes, in route order.
+    /// Sends `messages` from `module`'s `output` to every target of its routes, in route
+    /// order. `$upstream` takes them all or none, in one durable commit; a module input takes
+    /// them all only if its inbox has room for all.
     ///
     /// # Errors
-    /// The message is invalid, no route starts at the output, or a target refused it (targets
-    /// before it in the list have accepted it).
+    /// A message is invalid, no route starts at the output, or a target refused them (targets
+    /// before it in the list have accepted them).
     pub(crate) async fn send(
         &self,
         module: &str,
         output: &str,
-        message: Message,
+        messages: Vec<Message>,
     ) -> Result<(), SendError> {
-        message.validate()?;
+        for message in &messages {
+            message.validate()?;
+        }
         let targets: Vec<(Target, Option<mpsc::Sender<Delivery>>)> = {
             let table = self.read();
             let Some(targets) = table.routes.get(&(module.to_string(), output.to_string())) else {
@@ -98,29 +106,61 @@ impl Router {
                         tracing::debug!(%to, "route target is not running; message dropped");
                         continue;
                     };
-                    match inbox.try_send(Delivery {
-                        input,
-                        message: message.clone(),
-                    }) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            tracing::debug!(%to, "route target has stopped; message dropped");
+                    if inbox.capacity() < messages.len() {
+                        return Err(SendError::Full);
+                    }
+                    for message in &messages {
+                        let delivery = Delivery {
+                            input: input.clone(),
+                            message: message.clone(),
+                        };
+                        match inbox.try_send(delivery) {
+                            Ok(()) => {}
+                            // Another sender took the room since the check above.
+                            Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                tracing::debug!(%to, "route target has stopped; message dropped");
+                                break;
+                            }
                         }
                     }
                 }
-                Target::Upstream => {
-                    self.upstream
-                        .send(UpstreamMessage {
-                            module: module.to_string(),
-                            output: output.to_string(),
-                            message: message.clone(),
-                            enqueued: SystemTime::now(),
-                        })
-                        .await?;
-                }
+                Target::Upstream => self.to_upstream(module, output, &messages).await?,
             }
         }
         Ok(())
+    }
+
+    /// Appends `messages` to the outbox once the upstream has admitted each.
+    async fn to_upstream(
+        &self,
+        module: &str,
+        output: &str,
+        messages: &[Message],
+    ) -> Result<(), SendError> {
+        let enqueued = SystemTime::now();
+        let mut records = Vec::with_capacity(messages.len());
+        for message in messages {
+            let message = UpstreamMessage {
+                module: module.to_string(),
+                output: output.to_string(),
+                message: message.clone(),
+                enqueued,
+            };
+            self.upstream.admit(&message)?;
+            records.push(message.to_record());
+        }
+        match self.outbox.append_batch(records).await {
+            Ok(_) => Ok(()),
+            Err(AppendError::Full { .. }) => Err(SendError::Full),
+            Err(AppendError::TooLarge { max_bytes, .. }) => Err(SendError::TooLarge(
+                u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            )),
+            // The module cannot fix a failing disk; `full` tells it to try again later.
+            Err(AppendError::Store(e)) => {
+                tracing::error!(error = %e, "the outbox cannot store a message");
+                Err(SendError::Full)
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use wedge_store::{Outbox, Store};
 
 use crate::deployment::{C2D_OUTPUT, Deployment, UPSTREAM};
 use crate::engine::{EngineCtx, EngineError};
@@ -51,6 +52,7 @@ pub enum RuntimeError {
 /// The running modules of the host.
 pub struct Runtime {
     engine: EngineCtx,
+    store: Store,
     router: Arc<Router>,
     upstream: Arc<dyn Upstream>,
     data_dir: PathBuf,
@@ -64,11 +66,19 @@ struct ModuleHandle {
 }
 
 impl Runtime {
-    /// A runtime with no modules. Module data dirs are created under `data_dir/modules/`.
-    pub fn new(engine: EngineCtx, upstream: Arc<dyn Upstream>, data_dir: PathBuf) -> Self {
+    /// A runtime with no modules. `$upstream` messages go to `outbox` (which `upstream` drains);
+    /// module state lives in `store`; module data dirs are created under `data_dir/modules/`.
+    pub fn new(
+        engine: EngineCtx,
+        upstream: Arc<dyn Upstream>,
+        store: Store,
+        outbox: Outbox,
+        data_dir: PathBuf,
+    ) -> Self {
         Runtime {
-            router: Arc::new(Router::new(upstream.clone())),
+            router: Arc::new(Router::new(upstream.clone(), outbox)),
             engine,
+            store,
             upstream,
             data_dir,
             modules: Mutex::default(),
@@ -119,6 +129,7 @@ impl Runtime {
                 data_dir,
                 self.router.clone(),
                 self.upstream.clone(),
+                self.store.module_state(name, spec.state_quota_bytes),
             ));
             let (inbox_tx, inbox_rx) = mpsc::channel(spec.inbox);
             let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
@@ -223,7 +234,7 @@ impl Runtime {
     /// # Errors
     /// No route from `$upstream/c2d`, an invalid message, or a full module inbox.
     pub async fn deliver_c2d(&self, message: Message) -> Result<(), SendError> {
-        self.router.send(UPSTREAM, C2D_OUTPUT, message).await
+        self.router.send(UPSTREAM, C2D_OUTPUT, vec![message]).await
     }
 
     /// The active configuration of `module`.

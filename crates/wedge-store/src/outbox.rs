@@ -185,6 +185,12 @@ impl Outbox {
         }
     }
 
+    /// The highest id ever committed (0 for a new store). A reader that read every record up to
+    /// it after calling this has seen everything committed before the call.
+    pub fn last_id(&self) -> u64 {
+        *self.inner.shared.last_id.borrow()
+    }
+
     /// Resolves once a record with an id above `after` has been committed (at once if one
     /// already was, even if it has since been acknowledged). Cancel-safe.
     pub async fn wait_after(&self, after: u64) {

@@ -6,27 +6,72 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use wedge_hub::iothub::twin::config_ack_patch;
 use wedge_hub::{Cloud, HubEvent};
 use wedge_runtime::{Runtime, RuntimeError};
+use wedge_store::Meta;
 
 /// How long a module gets to accept a configuration.
 const CONFIGURE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The desired overlays last applied from the cloud, module name to overlay. Kept in the store,
+/// so that a restart, offline too, starts every module with the configuration it last accepted
+/// rather than the deployment's; the cloud's current desired state is applied on top when it
+/// is reachable.
+pub struct AppliedDesired {
+    meta: Meta,
+    overlays: BTreeMap<String, Value>,
+}
+
+impl AppliedDesired {
+    /// Name of the store's meta document.
+    const NAME: &'static str = "applied-desired";
+
+    /// What the store holds (nothing yet on a new data dir).
+    ///
+    /// # Errors
+    /// The store cannot be read or the document is not an object of overlays.
+    pub fn load(meta: Meta) -> anyhow::Result<Self> {
+        let overlays = match meta.get(Self::NAME)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("the store's `{}` document is damaged", Self::NAME))?,
+            None => BTreeMap::new(),
+        };
+        Ok(AppliedDesired { meta, overlays })
+    }
+
+    /// Module name to the overlay it runs with.
+    pub fn overlays(&self) -> BTreeMap<String, Value> {
+        self.overlays.clone()
+    }
+
+    fn get(&self, module: &str) -> Value {
+        self.overlays
+            .get(module)
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    }
+
+    /// Records that `module` accepted `overlay`, durably.
+    async fn set(&mut self, module: &str, overlay: Value) {
+        self.overlays.insert(module.to_string(), overlay);
+        let document = serde_json::to_vec(&self.overlays).expect("JSON values serialize");
+        if let Err(e) = self.meta.set(Self::NAME, document).await {
+            tracing::error!(error = %e, "cannot keep the applied configuration for the next start");
+        }
+    }
+}
 
 /// Serves the hub's events until the connection task ends.
 pub async fn serve(
     mut events: mpsc::Receiver<HubEvent>,
     runtime: Arc<Runtime>,
     hub: Arc<dyn Cloud>,
+    mut applied: AppliedDesired,
 ) {
-    // The overlay each module runs with; every module starts on its deployment config.
-    let mut applied: BTreeMap<String, Value> = runtime
-        .status()
-        .into_iter()
-        .map(|m| (m.name, json!({})))
-        .collect();
     while let Some(event) = events.recv().await {
         match event {
             HubEvent::Desired { version, modules } => {
@@ -58,11 +103,12 @@ pub async fn serve(
 async fn apply_desired(
     runtime: &Runtime,
     hub: &dyn Cloud,
-    applied: &mut BTreeMap<String, Value>,
+    applied: &mut AppliedDesired,
     version: u64,
     desired: &BTreeMap<String, Value>,
 ) {
-    for name in desired.keys().filter(|name| !applied.contains_key(*name)) {
+    let running: Vec<String> = runtime.status().into_iter().map(|m| m.name).collect();
+    for name in desired.keys().filter(|name| !running.contains(name)) {
         let reason = format!("no module named `{name}` is deployed");
         tracing::warn!(module = %name, version, "{reason}");
         hub.report_raw(config_ack_patch(
@@ -73,15 +119,15 @@ async fn apply_desired(
             Some(&reason),
         ));
     }
-    for (name, current) in applied.iter_mut() {
+    for name in &running {
         let overlay = desired.get(name).cloned().unwrap_or_else(|| json!({}));
-        if &overlay == current {
+        if overlay == applied.get(name) {
             continue;
         }
         let (status, description) =
             match runtime.configure(name, &overlay, CONFIGURE_DEADLINE).await {
                 Ok(_) => {
-                    *current = overlay.clone();
+                    applied.set(name, overlay.clone()).await;
                     (200, None)
                 }
                 Err(RuntimeError::Rejected { reason, .. }) => (400, Some(reason)),

@@ -16,6 +16,7 @@ use super::connection_string::ConnectionString;
 use super::sas;
 use super::topics::{self, Identity, Incoming, Telemetry};
 use super::twin::{Action, Twin};
+use crate::Drain;
 use crate::link::{
     self, CaFileError, Cloud, Commands, HubEvent, LinkHandle, LinkStatus, MAX_IN_FLIGHT, Protocol,
     Wire,
@@ -24,8 +25,8 @@ use crate::link::{
 /// IoT Hub's limit for one device-to-cloud message, topic (property bag) included.
 const MAX_MESSAGE_BYTES: usize = MAX_BODY_BYTES;
 /// Stands in for a message id when checking a message's size before it has an id: as long as
-/// any id the link assigns (`<boot seconds>-<sequence>`).
-const LONGEST_MESSAGE_ID: &str = "00000000000000000000-00000000000000000000";
+/// any id the link assigns (`<store id>-<record id>`; store ids are 16 hex digits).
+const LONGEST_MESSAGE_ID: &str = "0000000000000000-00000000000000000000";
 
 /// How to reach the hub.
 #[derive(Debug, Clone)]
@@ -83,13 +84,15 @@ pub struct IotHub {
 }
 
 impl IotHub {
-    /// Starts the connection task. Returns the handle and the stream of events for the host.
+    /// Starts the connection task, which sends what `drain` holds. Returns the handle and the
+    /// stream of events for the host.
     ///
     /// # Errors
     /// The CA file is unusable or the credential cannot sign a token (checked now, so that a
     /// bad key is reported at start, not at every reconnect).
     pub fn start(
         options: IotHubOptions,
+        drain: Drain,
     ) -> Result<(IotHub, mpsc::Receiver<HubEvent>), IotHubError> {
         let tls = Arc::new(link::tls::client_config(options.ca_file.as_deref())?);
         if sas::password(&options.connection, SystemTime::now(), options.token_ttl)?.is_none() {
@@ -106,7 +109,7 @@ impl IotHub {
             responses: commands.clone(),
             twin: Twin::default(),
         };
-        let link = link::start(protocol, commands, queue);
+        let link = link::start(protocol, commands, queue, drain);
         Ok((IotHub { identity, link }, event_rx))
     }
 }
@@ -127,13 +130,13 @@ impl Cloud for IotHub {
 
 #[async_trait::async_trait]
 impl Upstream for IotHub {
-    async fn send(&self, message: UpstreamMessage) -> Result<(), SendError> {
-        let topic = telemetry_topic(&self.identity, LONGEST_MESSAGE_ID, &message)
+    fn admit(&self, message: &UpstreamMessage) -> Result<(), SendError> {
+        let topic = telemetry_topic(&self.identity, LONGEST_MESSAGE_ID, message)
             .map_err(SendError::Invalid)?;
         if topic.len() + message.message.body.len() > MAX_MESSAGE_BYTES {
             return Err(SendError::TooLarge(MAX_MESSAGE_BYTES as u32));
         }
-        self.link.send_telemetry(message)
+        Ok(())
     }
 
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {

@@ -9,22 +9,18 @@ pub(crate) mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use wedge_runtime::{Message, SendError, Upstream, UpstreamMessage};
+use wedge_runtime::{Message, Upstream, UpstreamMessage};
 
+use crate::Drain;
 pub(crate) use outbox::MAX_IN_FLIGHT;
 use outbox::Outbox;
 pub use tls::CaFileError;
-
-/// Most telemetry messages held in memory while the cloud is unreachable. (The durable outbox
-/// replaces this bound with the store's.)
-const MAX_QUEUED: usize = 100_000;
 /// Reconnect delays: doubled after each failure, with jitter, up to the cap.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -58,9 +54,7 @@ pub enum HubEvent {
 pub struct LinkStatus {
     /// Whether the MQTT session is up.
     pub connected: bool,
-    /// Telemetry messages waiting to be sent or acknowledged.
-    pub queued: usize,
-    /// Telemetry messages the broker acknowledged.
+    /// Telemetry messages the broker acknowledged since the host started.
     pub acknowledged: u64,
     /// The latest connection error.
     pub last_error: Option<String>,
@@ -165,14 +159,9 @@ impl Wire<'_> {
     }
 }
 
-enum Input<C> {
-    Telemetry(UpstreamMessage),
-    Command(C),
-}
-
 /// Sends commands to a link; clones go to tasks that answer later (direct methods).
 pub(crate) struct Commands<C> {
-    tx: mpsc::UnboundedSender<Input<C>>,
+    tx: mpsc::UnboundedSender<C>,
 }
 
 impl<C> Clone for Commands<C> {
@@ -186,12 +175,12 @@ impl<C> Clone for Commands<C> {
 impl<C> Commands<C> {
     /// Queues `command`; dropped when the link is gone (the host is shutting down).
     pub(crate) fn send(&self, command: C) {
-        let _ = self.tx.send(Input::Command(command));
+        let _ = self.tx.send(command);
     }
 }
 
 /// The receiving end of [`Commands`], consumed by [`start`].
-pub(crate) struct CommandQueue<C>(mpsc::UnboundedReceiver<Input<C>>);
+pub(crate) struct CommandQueue<C>(mpsc::UnboundedReceiver<C>);
 
 /// A command channel, created before the protocol so that the protocol can hold a sender.
 pub(crate) fn channel<C>() -> (Commands<C>, CommandQueue<C>) {
@@ -202,26 +191,10 @@ pub(crate) fn channel<C>() -> (Commands<C>, CommandQueue<C>) {
 /// The handle side of a running link.
 pub(crate) struct LinkHandle<C> {
     commands: Commands<C>,
-    queued: Arc<AtomicU64>,
     status: Arc<Mutex<LinkStatus>>,
 }
 
 impl<C> LinkHandle<C> {
-    /// Queues a telemetry message.
-    ///
-    /// # Errors
-    /// [`SendError::Full`] when [`MAX_QUEUED`] messages wait already or the link is gone.
-    pub(crate) fn send_telemetry(&self, message: UpstreamMessage) -> Result<(), SendError> {
-        if self.queued.load(Ordering::Relaxed) as usize >= MAX_QUEUED {
-            return Err(SendError::Full);
-        }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        self.commands
-            .tx
-            .send(Input::Telemetry(message))
-            .map_err(|_| SendError::Full)
-    }
-
     /// Queues a protocol command.
     pub(crate) fn command(&self, command: C) {
         self.commands.send(command);
@@ -229,48 +202,37 @@ impl<C> LinkHandle<C> {
 
     /// The connection's state.
     pub(crate) fn status(&self) -> LinkStatus {
-        let mut status = self
-            .status
+        self.status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        status.queued = self.queued.load(Ordering::Relaxed) as usize;
-        status
+            .clone()
     }
 }
 
-/// Starts the connection task for `protocol`, fed by `queue` (see [`channel`]).
+/// Starts the connection task for `protocol`, fed by `queue` (see [`channel`]), draining
+/// `drain`.
 pub(crate) fn start<P: Protocol>(
     protocol: P,
     commands: Commands<P::Command>,
     queue: CommandQueue<P::Command>,
+    drain: Drain,
 ) -> LinkHandle<P::Command> {
-    let queued = Arc::new(AtomicU64::new(0));
     let status = Arc::new(Mutex::new(LinkStatus::default()));
     let link = Link {
         protocol,
-        inputs: queue.0,
-        queued: queued.clone(),
+        commands: queue.0,
         status: status.clone(),
-        outbox: Outbox::default(),
-        boot: unix_seconds(SystemTime::now()),
+        outbox: Outbox::new(drain),
     };
     tokio::spawn(link.run());
-    LinkHandle {
-        commands,
-        queued,
-        status,
-    }
+    LinkHandle { commands, status }
 }
 
 struct Link<P: Protocol> {
     protocol: P,
-    inputs: mpsc::UnboundedReceiver<Input<P::Command>>,
-    queued: Arc<AtomicU64>,
+    commands: mpsc::UnboundedReceiver<P::Command>,
     status: Arc<Mutex<LinkStatus>>,
     outbox: Outbox,
-    /// Prefix of message ids: with the outbox's sequence number, unique per device.
-    boot: u64,
 }
 
 impl<P: Protocol> Link<P> {
@@ -300,16 +262,16 @@ impl<P: Protocol> Link<P> {
         }
     }
 
-    /// Waits out a reconnect delay, still taking inputs. `false` when the handle is gone.
+    /// Waits out a reconnect delay, still taking commands. `false` when the handle is gone.
     async fn wait(&mut self, delay: Duration) -> bool {
         let until = tokio::time::Instant::now() + delay;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return true,
-                input = self.inputs.recv() => match input {
+                command = self.commands.recv() => match command {
                     None => return false,
-                    Some(input) => {
-                        if let Err(error) = self.on_input(input, None).await {
+                    Some(command) => {
+                        if let Err(error) = self.on_command(command, None).await {
                             tracing::warn!(%error, "{} link", P::PEER);
                         }
                     }
@@ -318,24 +280,16 @@ impl<P: Protocol> Link<P> {
         }
     }
 
-    async fn on_input(
+    async fn on_command(
         &mut self,
-        input: Input<P::Command>,
+        command: P::Command,
         client: Option<&AsyncClient>,
     ) -> Result<(), String> {
-        match input {
-            Input::Telemetry(message) => {
-                self.outbox.push(message);
-                Ok(())
-            }
-            Input::Command(command) => {
-                let mut wire = client.map(|client| Wire {
-                    client,
-                    outbox: &mut self.outbox,
-                });
-                self.protocol.on_command(command, wire.as_mut()).await
-            }
-        }
+        let mut wire = client.map(|client| Wire {
+            client,
+            outbox: &mut self.outbox,
+        });
+        self.protocol.on_command(command, wire.as_mut()).await
     }
 
     /// One connection, from CONNECT until it fails (`Err`), its credentials need renewing
@@ -359,6 +313,9 @@ impl<P: Protocol> Link<P> {
         let result = loop {
             let deadline = self.protocol.deadline().map(tokio::time::Instant::from_std);
             let sendable = connected && self.outbox.sendable();
+            // Waiting for new records borrows a handle of its own, not `self`.
+            let store = self.outbox.drain().outbox.clone();
+            let more_after = self.outbox.wants_more().filter(|_| connected);
             let step: Result<bool, String> = tokio::select! {
                 event = events.recv() => match event {
                     None => Err("the MQTT event loop ended".to_string()),
@@ -375,11 +332,14 @@ impl<P: Protocol> Link<P> {
                     }
                     Some(Ok(event)) => self.on_event(event, &client).await.map(|()| true),
                 },
-                input = self.inputs.recv() => match input {
+                command = self.commands.recv() => match command {
                     None => Ok(false),
-                    Some(input) => self.on_input(input, connected.then_some(&client)).await.map(|()| true),
+                    Some(command) => self.on_command(command, connected.then_some(&client)).await.map(|()| true),
                 },
                 () = std::future::ready(()), if sendable => self.send_next(&client).map(|()| true),
+                () = store.wait_after(more_after.unwrap_or(0)), if more_after.is_some() => {
+                    self.outbox.fill().map(|()| true)
+                }
                 () = sleep_until_opt(deadline) => {
                     let mut wire = connected.then_some(Wire {
                         client: &client,
@@ -404,25 +364,27 @@ impl<P: Protocol> Link<P> {
     }
 
     fn send_next(&mut self, client: &AsyncClient) -> Result<(), String> {
-        let Some((id, message)) = self.outbox.next_to_send() else {
+        let Some((id, record)) = self.outbox.next_to_send() else {
             return Ok(());
         };
-        let message_id = format!("{}-{id}", self.boot);
-        let topic = self.protocol.telemetry_topic(&message_id, message);
-        let payload = message.message.body.clone();
+        let message_id = self.outbox.drain().message_id(id);
+        let topic = UpstreamMessage::from_record(&record).and_then(|message| {
+            let topic = self.protocol.telemetry_topic(&message_id, &message)?;
+            Ok((topic, message.message.body))
+        });
         match topic {
-            Ok(topic) => {
+            Ok((topic, payload)) => {
                 client
                     .try_publish(topic, QoS::AtLeastOnce, false, payload)
                     .map_err(|e| e.to_string())?;
                 self.outbox.requested(Some(id));
             }
-            // Admission checked the topic; this only happens if that check and this one
-            // disagree. Keeping the message would block the outbox for good.
+            // Admission checked the message before it was stored; this only happens if the
+            // record was damaged or the deployment changed the topic template since. Keeping
+            // the record would block the outbox for good.
             Err(error) => {
-                tracing::error!(%error, "dropping a telemetry message with no topic");
+                tracing::error!(%error, message_id, "dropping a stored message that cannot be sent");
                 self.outbox.forget(id);
-                self.queued.fetch_sub(1, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -432,7 +394,6 @@ impl<P: Protocol> Link<P> {
         match event {
             Event::Outgoing(Outgoing::Publish(pkid)) => self.outbox.sent(pkid),
             Event::Incoming(Packet::PubAck(ack)) if self.outbox.acknowledged(ack.pkid) => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.set_status(|s| s.acknowledged += 1);
             }
             Event::Incoming(Packet::Publish(publish)) => {
@@ -472,11 +433,6 @@ fn jitter(delay: Duration) -> Duration {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     delay + delay.mul_f64(f64::from(nanos % 1000) / 4000.0)
-}
-
-fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A connection error in words, never including the password.

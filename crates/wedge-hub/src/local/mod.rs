@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 use wedge_runtime::json::merged;
@@ -15,7 +16,14 @@ use wedge_runtime::{SendError, Upstream, UpstreamMessage};
 
 pub use twin::TwinDocument;
 
+use crate::Drain;
 use crate::telemetry_record::TelemetryRecord;
+
+/// Records moved from the outbox to the telemetry file at once.
+const FORWARD_BATCH: usize = 512;
+/// Pauses before retrying a failed write to the telemetry file.
+const RETRY_START: Duration = Duration::from_millis(100);
+const RETRY_CAP: Duration = Duration::from_secs(10);
 
 /// File of received telemetry, one JSON object per line.
 pub const TELEMETRY_FILE: &str = "telemetry.jsonl";
@@ -151,18 +159,77 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalHubError + '_ {
     }
 }
 
+impl LocalHub {
+    /// Moves telemetry from the outbox to `telemetry.jsonl` in order, until the task is
+    /// aborted: each batch of lines is written with one `write` (readers never see a torn
+    /// line), synced, and only then acknowledged (deleted from the outbox). A crash between the
+    /// sync and the acknowledgement repeats those lines on the next start, with the same
+    /// `message-id`.
+    pub fn forward(self: Arc<Self>, drain: Drain) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut read_up_to = 0;
+            let mut retry = RETRY_START;
+            loop {
+                drain.outbox.wait_after(read_up_to).await;
+                let before = read_up_to;
+                let written = match drain.read(&mut read_up_to, FORWARD_BATCH) {
+                    Ok(records) if records.is_empty() => continue,
+                    Ok(records) => self.clone().append(&drain, records).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match written {
+                    Ok(ids) => {
+                        drain.outbox.acknowledge(&ids);
+                        retry = RETRY_START;
+                    }
+                    Err(error) => {
+                        // Not acknowledged: the same records are read again after a pause.
+                        tracing::error!(%error, retry_in = ?retry, "cannot move telemetry to {TELEMETRY_FILE}");
+                        read_up_to = before;
+                        tokio::time::sleep(retry).await;
+                        retry = (retry * 2).min(RETRY_CAP);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Appends `records` as lines and syncs the file; returns the ids it covered.
+    async fn append(
+        self: Arc<Self>,
+        drain: &Drain,
+        records: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Vec<u64>, String> {
+        let mut lines = Vec::new();
+        let mut ids = Vec::with_capacity(records.len());
+        for (id, record) in records {
+            ids.push(id);
+            match UpstreamMessage::from_record(&record) {
+                Ok(message) => {
+                    let mut line = TelemetryRecord::new(&message);
+                    line.message_id = Some(drain.message_id(id));
+                    serde_json::to_writer(&mut lines, &line).expect("records serialize");
+                    lines.push(b'\n');
+                }
+                Err(e) => tracing::error!(id, "dropping a damaged outbox record: {e}"),
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut file = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
+            file.write_all(&lines)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(ids)
+    }
+}
+
 #[async_trait::async_trait]
 impl Upstream for LocalHub {
-    async fn send(&self, message: UpstreamMessage) -> Result<(), SendError> {
-        let mut line =
-            serde_json::to_vec(&TelemetryRecord::new(&message)).expect("records serialize");
-        line.push(b'\n');
-        let mut file = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
-        // One write per line on an O_APPEND file: readers never see a torn line.
-        file.write_all(&line).map_err(|e| {
-            tracing::error!(error = %e, "cannot append to {TELEMETRY_FILE}");
-            SendError::Full
-        })
+    fn admit(&self, _message: &UpstreamMessage) -> Result<(), SendError> {
+        Ok(())
     }
 
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use wedge_runtime::deployment::TopicTemplate;
 use wedge_runtime::{SendError, Upstream, UpstreamMessage};
 
+use crate::Drain;
 use crate::link::{self, CaFileError, Cloud, HubEvent, LinkHandle, LinkStatus};
 use protocol::{Command, MqttProtocol};
 
@@ -71,13 +72,14 @@ pub struct MqttUpstream {
 }
 
 impl MqttUpstream {
-    /// Starts the connection task. Returns the handle and the stream of events for the host
-    /// (desired configuration from the config topic).
+    /// Starts the connection task, which sends what `drain` holds. Returns the handle and the
+    /// stream of events for the host (desired configuration from the config topic).
     ///
     /// # Errors
     /// The CA file is unusable.
     pub fn start(
         options: MqttUpstreamOptions,
+        drain: Drain,
     ) -> Result<(MqttUpstream, mpsc::Receiver<HubEvent>), CaFileError> {
         let tls = match options.tls {
             true => Some(Arc::new(link::tls::client_config(
@@ -90,7 +92,12 @@ impl MqttUpstream {
         let handle = MqttUpstream {
             device: options.device.clone(),
             telemetry_topic: options.telemetry_topic.clone(),
-            link: link::start(MqttProtocol::new(options, tls, events), commands, queue),
+            link: link::start(
+                MqttProtocol::new(options, tls, events),
+                commands,
+                queue,
+                drain,
+            ),
         };
         Ok((handle, event_rx))
     }
@@ -112,11 +119,11 @@ impl Cloud for MqttUpstream {
 
 #[async_trait::async_trait]
 impl Upstream for MqttUpstream {
-    async fn send(&self, message: UpstreamMessage) -> Result<(), SendError> {
+    fn admit(&self, message: &UpstreamMessage) -> Result<(), SendError> {
         self.telemetry_topic
             .render(&self.device, &message.module, &message.output)
-            .map_err(|e| SendError::Invalid(e.to_string()))?;
-        self.link.send_telemetry(message)
+            .map(drop)
+            .map_err(|e| SendError::Invalid(e.to_string()))
     }
 
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {

@@ -9,8 +9,9 @@ use toml::Spanned;
 
 use super::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
-    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleSpec, MqttSpec,
-    Route, SecretSource, Target, TopicTemplate, UPSTREAM, UpstreamSpec, is_valid_module_name,
+    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_MQTT_TELEMETRY_TOPIC, DEFAULT_STATE_KB, Deployment,
+    ModuleSpec, MqttSpec, OutboxLimits, Route, SecretSource, Target, TopicTemplate, UPSTREAM,
+    UpstreamSpec, WhenFull, default_outbox_limits, is_valid_module_name,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -26,6 +27,22 @@ struct FileDeployment {
     modules: BTreeMap<String, Spanned<FileModule>>,
     #[serde(default)]
     routes: BTreeMap<String, Spanned<FileRoute>>,
+    outbox: Option<Spanned<FileOutbox>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileOutbox {
+    max_mb: Option<Spanned<u64>>,
+    ttl_s: Option<Spanned<u64>>,
+    when_full: Option<FileWhenFull>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum FileWhenFull {
+    Reject,
+    DropOldest,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +89,7 @@ struct FileModule {
     cpu_ms_per_call: Option<Spanned<u64>>,
     inbox: Option<Spanned<u64>>,
     method_timeout_ms: Option<Spanned<u64>>,
+    state_kb: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -199,8 +217,40 @@ impl Deployment {
             upstream,
             modules,
             routes,
+            outbox: outbox_limits(&at, file.outbox)?,
         })
     }
+}
+
+fn outbox_limits(
+    at: &Locator<'_>,
+    outbox: Option<Spanned<FileOutbox>>,
+) -> Result<OutboxLimits, DeploymentError> {
+    let mut limits = default_outbox_limits();
+    let Some(outbox) = outbox else {
+        return Ok(limits);
+    };
+    let outbox = outbox.into_inner();
+    let positive = |value: Spanned<u64>, field: &str| match *value.get_ref() {
+        0 => Err(at.error(value.span(), field, "must be greater than 0")),
+        n => Ok(n),
+    };
+    if let Some(max_mb) = outbox.max_mb {
+        limits.max_bytes = positive(max_mb, "outbox.max-mb")?.saturating_mul(1 << 20);
+    }
+    if let Some(ttl_s) = outbox.ttl_s {
+        limits.ttl = Some(std::time::Duration::from_secs(positive(
+            ttl_s,
+            "outbox.ttl-s",
+        )?));
+    }
+    if let Some(when_full) = outbox.when_full {
+        limits.when_full = match when_full {
+            FileWhenFull::Reject => WhenFull::Reject,
+            FileWhenFull::DropOldest => WhenFull::DropOldest,
+        };
+    }
+    Ok(limits)
 }
 
 fn upstream_spec(
@@ -359,6 +409,7 @@ fn module_spec(
         Some(DEFAULT_CPU_MS_PER_CALL),
     )?;
     let inbox = positive(module.inbox, "inbox", Some(DEFAULT_INBOX as u64))?;
+    let state_kb = positive(module.state_kb, "state-kb", Some(DEFAULT_STATE_KB))?;
     let method_timeout_ms = positive(
         module.method_timeout_ms,
         "method-timeout-ms",
@@ -375,6 +426,8 @@ fn module_spec(
         cpu_ms_per_call: cpu_ms.unwrap_or(DEFAULT_CPU_MS_PER_CALL),
         inbox: inbox.unwrap_or(DEFAULT_INBOX as u64) as usize,
         method_timeout_ms: method_timeout_ms.unwrap_or(DEFAULT_METHOD_TIMEOUT_MS),
+        state_quota_bytes: usize::try_from(state_kb.unwrap_or(DEFAULT_STATE_KB) << 10)
+            .unwrap_or(usize::MAX),
     })
 }
 

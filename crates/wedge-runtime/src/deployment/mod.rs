@@ -9,6 +9,8 @@ mod topic_template;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use wedge_store::{OutboxLimits, WhenFull};
+
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use file::DeploymentError;
 pub use topic_template::{TemplateError, TopicTemplate};
@@ -19,6 +21,10 @@ pub const DEFAULT_MEMORY_MB: u64 = 64;
 pub const DEFAULT_CPU_MS_PER_CALL: u64 = 1_000;
 /// Default time a module gets to answer a direct method before the caller gets 504.
 pub const DEFAULT_METHOD_TIMEOUT_MS: u64 = 30_000;
+/// Default quota of one module's durable state (keys plus values).
+pub const DEFAULT_STATE_KB: u64 = 1024;
+/// Default size of the outbox.
+pub const DEFAULT_OUTBOX_MB: u64 = 64;
 /// Default capacity of each module's inbox (messages routed to it and not yet delivered).
 pub const DEFAULT_INBOX: usize = 1_024;
 
@@ -34,6 +40,19 @@ pub struct Deployment {
     pub modules: BTreeMap<String, ModuleSpec>,
     /// Routes by name.
     pub routes: BTreeMap<String, Route>,
+    /// How much `$upstream` telemetry is kept while the upstream cannot take it, and for how
+    /// long.
+    pub outbox: OutboxLimits,
+}
+
+/// The outbox limits when the deployment does not set them: 64 MiB, no expiry, refuse new
+/// messages when full (the modules get `full` and decide).
+pub fn default_outbox_limits() -> OutboxLimits {
+    OutboxLimits {
+        max_bytes: DEFAULT_OUTBOX_MB << 20,
+        ttl: None,
+        when_full: WhenFull::Reject,
+    }
 }
 
 /// Where `$upstream` messages go and where desired configuration comes from.
@@ -147,6 +166,8 @@ pub struct ModuleSpec {
     /// Time the module gets to answer a direct method (waiting for its turn included) before
     /// the caller gets 504.
     pub method_timeout_ms: u64,
+    /// Quota of the module's durable state (keys plus values).
+    pub state_quota_bytes: usize,
 }
 
 /// A route from one module output to a module input or the hub.

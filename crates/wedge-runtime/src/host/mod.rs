@@ -16,8 +16,6 @@ use crate::module::ModuleCtx;
 use crate::outbound_http::OutboundHttp;
 use crate::stdio::LogStream;
 
-pub use state::{DEFAULT_QUOTA_BYTES as DEFAULT_STATE_QUOTA, KvStore};
-
 /// Most instances, tables and memories one module may create. A Rust component has a handful.
 const MAX_INSTANCES: usize = 64;
 const MAX_TABLES: usize = 64;

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use crate::deployment::ModuleSpec;
-use crate::host::KvStore;
 use crate::message::Message;
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -31,7 +30,8 @@ pub(crate) struct ModuleCtx {
     /// The configuration the module has accepted (what `twin.desired` returns).
     config: Mutex<serde_json::Value>,
     pub stats: ModuleStats,
-    pub state: KvStore,
+    /// The module's durable key-value state.
+    pub state: wedge_store::ModuleState,
 }
 
 impl ModuleCtx {
@@ -42,6 +42,7 @@ impl ModuleCtx {
         data_dir: Option<PathBuf>,
         router: Arc<Router>,
         upstream: Arc<dyn Upstream>,
+        state: wedge_store::ModuleState,
     ) -> Self {
         ModuleCtx {
             name,
@@ -51,7 +52,7 @@ impl ModuleCtx {
             upstream,
             config: Mutex::new(config),
             stats: ModuleStats::default(),
-            state: KvStore::new(crate::host::DEFAULT_STATE_QUOTA),
+            state,
         }
     }
 

@@ -1,20 +1,23 @@
 //! `wedge run`: the host process.
 
-use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
+use wedge_hub::Drain;
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::local::LocalHub;
 use wedge_hub::mqtt::{MqttUpstream, MqttUpstreamOptions};
 use wedge_hub::{Cloud, HubEvent};
 use wedge_runtime::deployment::{MqttSpec, TopicTemplate, UpstreamSpec};
-use wedge_runtime::{Deployment, EngineCtx, Runtime};
+use wedge_runtime::{Deployment, EngineCtx, Runtime, Upstream};
+use wedge_store::{Outbox, Store};
 
 use crate::cloud;
 use crate::control::server::{self, Host};
@@ -37,17 +40,31 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         .init();
 
     let deployment = Deployment::load(&args.deployment)?;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    // The store first: it refuses a data dir another host has open, or one it cannot use,
+    // before anything else touches the directory.
+    let store = Store::open(data_dir)?;
     let (listener, socket) = server::bind(data_dir).await?;
     let engine = EngineCtx::new()?;
+    let outbox = store.outbox(deployment.outbox);
+    let drain = Drain {
+        outbox: outbox.clone(),
+        id_prefix: store_id(&store).await?,
+    };
+    let ctx = HostCtx {
+        engine,
+        store,
+        outbox,
+        data_dir,
+    };
     let host = match &deployment.upstream {
         UpstreamSpec::Local => {
             let local = Arc::new(LocalHub::open(data_dir)?);
-            let runtime = Arc::new(Runtime::new(engine, local.clone(), data_dir.to_path_buf()));
+            local.clone().forward(drain);
+            let runtime = ctx.runtime(local.clone());
             runtime.start(&deployment, &local.desired_modules()).await?;
             Host {
                 runtime,
+                outbox: ctx.outbox,
                 local: Some(local),
                 cloud: None,
             }
@@ -65,12 +82,13 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             let mut options = IotHubOptions::new(connection);
             options.ca_file = ca_file.clone();
             options.port = port.unwrap_or(options.port);
-            let (hub, events) = IotHub::start(options)?;
-            cloud_host(engine, &deployment, data_dir, Arc::new(hub), events).await?
+            let (hub, events) = IotHub::start(options, drain)?;
+            ctx.cloud_host(&deployment, Arc::new(hub), events).await?
         }
         UpstreamSpec::Mqtt(spec) => {
-            let (broker, events) = MqttUpstream::start(mqtt_options(spec)?)?;
-            cloud_host(engine, &deployment, data_dir, Arc::new(broker), events).await?
+            let (broker, events) = MqttUpstream::start(mqtt_options(spec)?, drain)?;
+            ctx.cloud_host(&deployment, Arc::new(broker), events)
+                .await?
         }
     };
     let runtime = host.runtime.clone();
@@ -91,23 +109,62 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A host whose upstream is a cloud: modules start on their deployment config, and the cloud's
-/// desired configuration is applied as it arrives.
-async fn cloud_host(
+/// What every host is built from.
+struct HostCtx<'a> {
     engine: EngineCtx,
-    deployment: &Deployment,
-    data_dir: &Path,
-    cloud: Arc<dyn Cloud>,
-    events: mpsc::Receiver<HubEvent>,
-) -> anyhow::Result<Host> {
-    let runtime = Arc::new(Runtime::new(engine, cloud.clone(), data_dir.to_path_buf()));
-    runtime.start(deployment, &BTreeMap::new()).await?;
-    tokio::spawn(cloud::serve(events, runtime.clone(), cloud.clone()));
-    Ok(Host {
-        runtime,
-        local: None,
-        cloud: Some(cloud),
-    })
+    store: Store,
+    outbox: Outbox,
+    data_dir: &'a Path,
+}
+
+impl HostCtx<'_> {
+    fn runtime(&self, upstream: Arc<dyn Upstream>) -> Arc<Runtime> {
+        Arc::new(Runtime::new(
+            self.engine.clone(),
+            upstream,
+            self.store.clone(),
+            self.outbox.clone(),
+            self.data_dir.to_path_buf(),
+        ))
+    }
+
+    /// A host whose upstream is a cloud: modules start at once with the configuration last
+    /// applied from the cloud (kept in the store, so this works offline), and the cloud's
+    /// desired configuration is applied as it arrives.
+    async fn cloud_host(
+        self,
+        deployment: &Deployment,
+        cloud: Arc<dyn Cloud>,
+        events: mpsc::Receiver<HubEvent>,
+    ) -> anyhow::Result<Host> {
+        let runtime = self.runtime(cloud.clone());
+        let applied = cloud::AppliedDesired::load(self.store.meta())?;
+        runtime.start(deployment, &applied.overlays()).await?;
+        tokio::spawn(cloud::serve(
+            events,
+            runtime.clone(),
+            cloud.clone(),
+            applied,
+        ));
+        Ok(Host {
+            runtime,
+            outbox: self.outbox,
+            local: None,
+            cloud: Some(cloud),
+        })
+    }
+}
+
+/// The data dir's identity, the prefix of message ids: made once, kept in the store.
+async fn store_id(store: &Store) -> anyhow::Result<String> {
+    const NAME: &str = "store-id";
+    let meta = store.meta();
+    if let Some(id) = meta.get(NAME)? {
+        return String::from_utf8(id).context("the store id is not text");
+    }
+    let id = format!("{:016x}", RandomState::new().hash_one(SystemTime::now()));
+    meta.set(NAME, id.clone().into_bytes()).await?;
+    Ok(id)
 }
 
 /// The MQTT upstream's options from the deployment, with its password read.

@@ -11,6 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use wedge_hub::Cloud;
 use wedge_hub::local::LocalHub;
 use wedge_runtime::{Runtime, RuntimeError};
+use wedge_store::Outbox;
 
 use super::{MAX_REQUEST, Request, Response, SOCKET};
 
@@ -21,6 +22,8 @@ const MODULE_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Host {
     /// The running modules.
     pub runtime: Arc<Runtime>,
+    /// The `$upstream` outbox, for its counters.
+    pub outbox: Outbox,
     /// The local hub (twin and telemetry), when it is the upstream.
     pub local: Option<Arc<LocalHub>>,
     /// The cloud connection (IoT Hub, MQTT), when it is the upstream.
@@ -89,7 +92,19 @@ async fn handle(request: Request, host: &Host) -> Response {
                 Some(cloud) => json!({ "kind": cloud.kind(), "link": cloud.status() }),
                 None => json!({ "kind": "local" }),
             };
-            Response::Ok(json!({ "modules": host.runtime.status(), "upstream": upstream }))
+            let stats = host.outbox.stats();
+            let outbox = json!({
+                "depth": stats.depth,
+                "bytes": stats.bytes,
+                "oldest-age-ms": stats.oldest_age.map(|age| age.as_millis() as u64),
+                "dropped": stats.dropped,
+                "expired": stats.expired,
+            });
+            Response::Ok(json!({
+                "modules": host.runtime.status(),
+                "upstream": upstream,
+                "outbox": outbox,
+            }))
         }
         Request::TwinGet => match &host.local {
             Some(local) => Response::Ok(local.twin_document()),
