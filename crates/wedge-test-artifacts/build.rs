@@ -46,6 +46,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "echo",
         "Test guest forwarding messages to `out` and answering `ping`.",
     ),
+    (
+        "COUNTER",
+        "counter",
+        "Test guest sending consecutive numbers on `counts`, its progress in durable state.",
+    ),
 ];
 
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with

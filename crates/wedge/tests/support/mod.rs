@@ -60,29 +60,39 @@ impl Host {
         let deployment = Deployment::new(toml);
         let data_dir = deployment.dir.path().join("data");
         let log = deployment.dir.path().join("wedge.log");
-        let child = Command::new(WEDGE)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("run")
-            .arg(&deployment.path)
-            .env("WEDGE_LOG", "info,wedge_runtime=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = spawn(&deployment.path, &data_dir, &log);
         let mut host = Host {
             deployment,
             data_dir,
             log,
             child,
         };
-        wait_for("the control socket", Duration::from_secs(60), || {
-            if let Some(status) = host.child.try_wait().unwrap() {
-                panic!("wedge run exited with {status}:\n{}", host.log());
-            }
-            host.request(&json!({"op": "status"})).ok()
-        });
+        host.wait_ready();
         host
+    }
+
+    fn wait_ready(&mut self) {
+        wait_for("the control socket", Duration::from_secs(60), || {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("wedge run exited with {status}:\n{}", self.log());
+            }
+            self.request(&json!({"op": "status"})).ok()
+        });
+    }
+
+    /// Kills the host with SIGKILL: no shutdown of any kind, as a power cut would look to its
+    /// files.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts `wedge run` again on the same deployment and data dir (after [`Host::kill`]),
+    /// returning once its control socket answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(&self.deployment.path, &self.data_dir, &self.log);
+        self.wait_ready();
     }
 
     /// What the host logged so far.
@@ -133,6 +143,25 @@ impl Host {
     pub fn telemetry(&self) -> Vec<Value> {
         telemetry(&self.data_dir)
     }
+}
+
+/// `wedge run` on `deployment`, logging to `log` (appended to: restarts continue it).
+fn spawn(deployment: &Path, data_dir: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(WEDGE)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("run")
+        .arg(deployment)
+        .env("WEDGE_LOG", "info,wedge_runtime=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 /// Telemetry stored in `data_dir`, one JSON value per complete line.

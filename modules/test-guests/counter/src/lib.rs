@@ -1,0 +1,85 @@
+//! Test guest: every tick sends the next `batch` numbers `{"seq": n}` on output `counts` (with
+//! `send-batch` when `batch` > 1), and only once the host accepted them records in its durable
+//! state how far it got. So after any crash, every number below the recorded one was accepted
+//! by the host, and the module carries on from there (re-sending at most the batch that was in
+//! flight). Stops after `limit` numbers if configured. The `next` method answers with the next
+//! number to send.
+
+use serde_json::json;
+use wedge_sdk::{Config, Message, MethodResponse, Module, state, telemetry};
+
+/// Output the numbers are sent on.
+const OUTPUT: &str = "counts";
+/// State key: the next number to send, as decimal text.
+const NEXT_KEY: &str = "next";
+
+struct Counter {
+    next: u64,
+    batch: u64,
+    limit: Option<u64>,
+}
+
+impl Counter {
+    fn settings(config: &Config) -> Result<(u64, Option<u64>), String> {
+        let value = config.value();
+        let batch = value["batch"].as_u64().unwrap_or(1);
+        if !(1..=1024).contains(&batch) {
+            return Err(format!("batch must be 1-1024, got {batch}"));
+        }
+        Ok((batch, value["limit"].as_u64()))
+    }
+}
+
+impl Module for Counter {
+    fn init(config: Config) -> Result<Self, String> {
+        let (batch, limit) = Self::settings(&config)?;
+        let next = state::get(NEXT_KEY)
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .parse::<u64>()
+                    .map_err(|e| format!("state `{NEXT_KEY}` is damaged: {e}"))
+            })
+            .transpose()?
+            .unwrap_or(1);
+        Ok(Counter { next, batch, limit })
+    }
+
+    fn on_config(&mut self, config: Config) -> Result<(), String> {
+        (self.batch, self.limit) = Self::settings(&config)?;
+        Ok(())
+    }
+
+    fn on_tick(&mut self) -> Result<(), String> {
+        let end = match self.limit {
+            Some(limit) => (self.next + self.batch).min(limit + 1),
+            None => self.next + self.batch,
+        };
+        if end <= self.next {
+            return Ok(());
+        }
+        let messages: Vec<Message> = (self.next..end)
+            .map(|seq| Message::json(&json!({ "seq": seq })))
+            .collect();
+        let sent = match messages.as_slice() {
+            [one] => telemetry::send(OUTPUT, one),
+            many => telemetry::send_batch(OUTPUT, many),
+        };
+        // Refused (e.g. `full`): try the same numbers again next tick.
+        sent.map_err(|e| format!("sending {}..{end} failed: {e}", self.next))?;
+        state::set(NEXT_KEY, end.to_string().as_bytes())?;
+        self.next = end;
+        Ok(())
+    }
+
+    fn on_method(&mut self, name: &str, _payload: &str) -> Result<MethodResponse, String> {
+        match name {
+            "next" => Ok(MethodResponse {
+                status: 200,
+                payload: json!({ "next": self.next }).to_string(),
+            }),
+            _ => Err(format!("method `{name}` is not implemented")),
+        }
+    }
+}
+
+wedge_sdk::export!(Counter);
