@@ -246,7 +246,7 @@ impl Runtime {
     pub fn status(&self) -> Vec<ModuleStatus> {
         self.modules()
             .iter()
-            .map(|(name, h)| h.ctx.stats.snapshot(name))
+            .map(|(name, h)| h.ctx.stats.snapshot(name, h.ctx.config()))
             .collect()
     }
 

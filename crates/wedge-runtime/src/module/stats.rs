@@ -43,6 +43,9 @@ pub struct ModuleStatus {
     pub restarts: u64,
     /// The latest error, if any.
     pub last_error: Option<String>,
+    /// The configuration the module runs with (deployment config overlaid with the desired
+    /// configuration it accepted).
+    pub config: serde_json::Value,
 }
 
 #[derive(Default)]
@@ -97,7 +100,7 @@ impl ModuleStats {
         self.health().state = ModuleState::Stopped;
     }
 
-    pub(crate) fn snapshot(&self, name: &str) -> ModuleStatus {
+    pub(crate) fn snapshot(&self, name: &str, config: serde_json::Value) -> ModuleStatus {
         let health = self.health();
         ModuleStatus {
             name: name.to_string(),
@@ -108,6 +111,7 @@ impl ModuleStats {
                 + self.send_errors.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_error: health.last_error.clone(),
+            config,
         }
     }
 }
