@@ -1,6 +1,6 @@
 //! The one wasmtime [`Engine`] of the host, its [`Linker`], and compilation of components.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -34,6 +34,8 @@ pub enum EngineError {
 pub struct EngineCtx {
     engine: Engine,
     linker: std::sync::Arc<Linker<HostState>>,
+    /// Where compiled components are kept, by the sha256 of their `.wasm`.
+    cache_dir: Option<PathBuf>,
 }
 
 impl EngineCtx {
@@ -69,7 +71,17 @@ impl EngineCtx {
         Ok(EngineCtx {
             engine,
             linker: std::sync::Arc::new(linker),
+            cache_dir: None,
         })
+    }
+
+    /// Keeps compiled components in `dir` (`<sha256 of the .wasm>.cwasm`), so that the next
+    /// start of the same module loads machine code instead of compiling: a restart (offline
+    /// too) has modules running at once, and Cranelift's time and memory are spent once per
+    /// module version.
+    pub fn with_cache(mut self, dir: PathBuf) -> Self {
+        self.cache_dir = Some(dir);
+        self
     }
 
     /// The engine.
@@ -88,8 +100,84 @@ impl EngineCtx {
             path: path.display().to_string(),
             reason,
         };
-        let component = Component::from_file(&self.engine, path).map_err(error)?;
+        let component = match &self.cache_dir {
+            Some(dir) => self.cached(path, dir),
+            None => Component::from_file(&self.engine, path),
+        }
+        .map_err(error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
         EdgeModulePre::new(pre).map_err(error)
+    }
+
+    /// The component at `path`, from the cache when it holds this exact `.wasm` compiled by
+    /// this engine; compiled (and cached) otherwise.
+    fn cached(&self, path: &Path, dir: &Path) -> wasmtime::Result<Component> {
+        let wasm = std::fs::read(path)?;
+        let artifact = dir.join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+        if artifact.is_file() {
+            // SAFETY: `deserialize_file` runs the machine code in the file, so it must be what
+            // `Component::serialize` of this wasmtime produced. It is: only `cached` writes this
+            // directory (atomically, by rename), inside the host's own data dir, which only the
+            // host's user can write (whoever can write it can also change the deployment).
+            // wasmtime itself refuses artifacts of another version or configuration, which is
+            // then compiled again below.
+            #[allow(unsafe_code)]
+            match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::info!(artifact = %artifact.display(), "recompiling: {e:#}"),
+            }
+        }
+        let component = Component::from_binary(&self.engine, &wasm)?;
+        if let Err(e) = write_atomically(dir, &artifact, &component.serialize()?) {
+            tracing::warn!(artifact = %artifact.display(), "cannot cache the compiled module: {e}");
+        }
+        Ok(component)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it: a crash leaves either
+/// the old file or the new one, never half of one.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_modules_are_cached_and_a_damaged_artifact_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EngineCtx::new().unwrap().with_cache(dir.path().into());
+        let wasm = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
+        let artifact = dir
+            .path()
+            .join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+
+        engine
+            .compile(Path::new(wedge_test_artifacts::ECHO))
+            .unwrap();
+        let compiled = std::fs::read(&artifact).expect("the artifact is written");
+        assert!(
+            compiled.starts_with(b"\x7fELF"),
+            "machine code, not the wasm"
+        );
+
+        // A second engine (a restart) loads it: the file is left as it is.
+        let again = EngineCtx::new().unwrap().with_cache(dir.path().into());
+        again
+            .compile(Path::new(wedge_test_artifacts::ECHO))
+            .unwrap();
+        assert_eq!(std::fs::read(&artifact).unwrap(), compiled);
+
+        // Garbage in the cache is not run: the module is compiled again and the file replaced.
+        std::fs::write(&artifact, b"\x7fELF garbage").unwrap();
+        again
+            .compile(Path::new(wedge_test_artifacts::ECHO))
+            .unwrap();
+        assert_eq!(std::fs::read(&artifact).unwrap(), compiled);
     }
 }

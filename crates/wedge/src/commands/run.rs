@@ -44,7 +44,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     // before anything else touches the directory.
     let store = Store::open(data_dir)?;
     let (listener, socket) = server::bind(data_dir).await?;
-    let engine = EngineCtx::new()?;
+    let engine = EngineCtx::new()?.with_cache(data_dir.join("compiled"));
     let outbox = store.outbox(deployment.outbox);
     let drain = Drain {
         outbox: outbox.clone(),
