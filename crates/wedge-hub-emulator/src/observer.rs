@@ -2,6 +2,7 @@
 //! the service user's rights that records what arrives on a topic filter and publishes
 //! (retained) configuration documents.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,13 +41,18 @@ impl Drop for MqttObserver {
 
 impl MqttObserver {
     /// Connects as the service user, subscribes to `filter` at QoS 1 and returns once the
-    /// subscription is acknowledged.
+    /// subscription is acknowledged. The session is persistent: across a broker restart the
+    /// subscription stays and messages published meanwhile are kept for the observer, as for
+    /// any always-on consumer.
     pub async fn start(broker: &Broker, filter: &str) -> Result<MqttObserver> {
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         let (user, password) = broker.service_credentials();
-        let client_id = format!("observer-{}", std::process::id());
+        let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
+        let client_id = format!("observer-{}-{instance}", std::process::id());
         let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port());
         options
             .set_credentials(user, password)
+            .set_clean_session(false)
             .set_max_packet_size(512 * 1024, 512 * 1024);
         if broker.tls() {
             let tls = client_tls_config(&broker.ca_pem())?;

@@ -7,62 +7,27 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::mqtt::{MqttSetup, PASSWORD};
 use support::{Host, module, wait_for};
-use wedge_hub_emulator::{Broker, BrokerOptions, MqttObserver, Received};
+use wedge_hub_emulator::{MqttObserver, Received};
 use wedge_test_artifacts::{FILTER, SENSOR};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const DEVICE: &str = "dev1";
-const PASSWORD: &str = "correct horse battery staple";
 const CONFIG_TOPIC: &str = "wedge/dev1/config";
 const REPORTED_TOPIC: &str = "wedge/dev1/reported";
 const ALERTS_TOPIC: &str = "wedge/dev1/filter/alerts";
 
-struct Setup {
-    broker: Broker,
-    secrets: tempfile::TempDir,
-}
-
-impl Setup {
-    fn start() -> Setup {
-        let broker = Broker::start(BrokerOptions {
-            mqtt_users: vec![(DEVICE.into(), PASSWORD.into())],
-            ..BrokerOptions::default()
-        })
-        .unwrap();
-        Setup {
-            broker,
-            secrets: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// The demo pipeline on the MQTT upstream, the password read from a file.
-    fn deployment(&self, password: &str) -> String {
-        let file = self.secrets.path().join("password");
-        std::fs::write(&file, password).unwrap();
-        format!(
-            "[upstream]
-kind = \"mqtt\"
-host = \"127.0.0.1\"
-port = {port}
-ca-file = {ca:?}
-device = \"{DEVICE}\"
-username = \"{DEVICE}\"
-password-file = {file:?}
-config-topic = \"wedge/{{device}}/config\"
-reported-topic = \"wedge/{{device}}/reported\"
-
-{}{}
+/// The demo pipeline, filter alerts to the MQTT upstream.
+fn pipeline() -> String {
+    format!(
+        "{}{}
 [routes]
 readings = {{ from = \"sensor/readings\", to = \"filter/input\" }}
 alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
 ",
-            module("sensor", SENSOR, "tick-ms = 20"),
-            module("filter", FILTER, "config = { threshold = 30.0 }"),
-            ca = self.broker.ca_pem_path(),
-            port = self.broker.port(),
-        )
-    }
+        module("sensor", SENSOR, "tick-ms = 20"),
+        module("filter", FILTER, "config = { threshold = 30.0 }"),
+    )
 }
 
 fn temperature(message: &Received) -> f64 {
@@ -90,9 +55,9 @@ fn reported_ack(received: &[Received], check: impl Fn(&Value) -> bool) -> Option
 
 #[tokio::test(flavor = "multi_thread")]
 async fn telemetry_arrives_on_the_templated_topic() {
-    let setup = Setup::start();
+    let setup = MqttSetup::start();
     let observer = MqttObserver::start(&setup.broker, "wedge/#").await.unwrap();
-    let host = Host::start(&setup.deployment(PASSWORD));
+    let host = Host::start(&setup.deployment(PASSWORD, &pipeline()));
     let received = observer
         .wait_for("10 alerts", TIMEOUT, |r| {
             let alerts = alerts(r);
@@ -114,8 +79,8 @@ async fn telemetry_arrives_on_the_templated_topic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_password_is_refused_and_reported() {
-    let setup = Setup::start();
-    let host = Host::start(&setup.deployment("not the password"));
+    let setup = MqttSetup::start();
+    let host = Host::start(&setup.deployment("not the password", &pipeline()));
     let link = wait_for("a connection error in the status", TIMEOUT, || {
         let status = host.request(&json!({"op": "status"})).unwrap();
         let link = status["upstream"]["link"].clone();
@@ -130,7 +95,7 @@ async fn a_wrong_password_is_refused_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_retained_config_document_configures_modules() {
-    let setup = Setup::start();
+    let setup = MqttSetup::start();
     let observer = MqttObserver::start(&setup.broker, "wedge/#").await.unwrap();
     // Retained before wedge starts: the broker hands it over on subscribe.
     let lower = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 24.0}}}}});
@@ -138,7 +103,7 @@ async fn the_retained_config_document_configures_modules() {
         .publish(CONFIG_TOPIC, lower.to_string(), true)
         .await
         .unwrap();
-    let host = Host::start(&setup.deployment(PASSWORD));
+    let host = Host::start(&setup.deployment(PASSWORD, &pipeline()));
     let acked = observer
         .wait_for("the config acknowledged", TIMEOUT, |r| {
             reported_ack(r, |ack| ack["ac"] == 200)

@@ -33,7 +33,7 @@ struct FileDeployment {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileOutbox {
-    max_mb: Option<Spanned<u64>>,
+    max_kb: Option<Spanned<u64>>,
     ttl_s: Option<Spanned<u64>>,
     when_full: Option<FileWhenFull>,
 }
@@ -235,8 +235,8 @@ fn outbox_limits(
         0 => Err(at.error(value.span(), field, "must be greater than 0")),
         n => Ok(n),
     };
-    if let Some(max_mb) = outbox.max_mb {
-        limits.max_bytes = positive(max_mb, "outbox.max-mb")?.saturating_mul(1 << 20);
+    if let Some(max_kb) = outbox.max_kb {
+        limits.max_bytes = positive(max_kb, "outbox.max-kb")?.saturating_mul(1 << 10);
     }
     if let Some(ttl_s) = outbox.ttl_s {
         limits.ttl = Some(std::time::Duration::from_secs(positive(

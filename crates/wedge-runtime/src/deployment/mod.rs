@@ -24,7 +24,7 @@ pub const DEFAULT_METHOD_TIMEOUT_MS: u64 = 30_000;
 /// Default quota of one module's durable state (keys plus values).
 pub const DEFAULT_STATE_KB: u64 = 1024;
 /// Default size of the outbox.
-pub const DEFAULT_OUTBOX_MB: u64 = 64;
+pub const DEFAULT_OUTBOX_KB: u64 = 64 << 10;
 /// Default capacity of each module's inbox (messages routed to it and not yet delivered).
 pub const DEFAULT_INBOX: usize = 1_024;
 
@@ -49,7 +49,7 @@ pub struct Deployment {
 /// messages when full (the modules get `full` and decide).
 pub fn default_outbox_limits() -> OutboxLimits {
     OutboxLimits {
-        max_bytes: DEFAULT_OUTBOX_MB << 20,
+        max_bytes: DEFAULT_OUTBOX_KB << 10,
         ttl: None,
         when_full: WhenFull::Reject,
     }
