@@ -6,100 +6,15 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Host, module, wait_for};
-use wedge_hub::iothub::sas;
-use wedge_hub::iothub::topics::{DEVICE_CLIENT_TYPE, Identity};
-use wedge_hub_emulator::{Broker, BrokerOptions, HubEmulator};
-use wedge_test_artifacts::{ECHO, FILTER, SENSOR};
+use support::iothub::{Cloud, DEVICE, KEY, demo_pipeline, temperature, unique_ids};
+use support::{Host, wait_for};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const DEVICE: &str = "dev1";
-const HUB: &str = "wedge-test.azure-devices.net";
-const KEY: &str = "c2VjcmV0LWtleS1mb3Itd2VkZ2UtdGVzdHMtMDEyMzQ1Njc4OQ==";
-
-/// The broker knows the device by the exact username and SAS token IoT Hub would see, so the
-/// broker itself refuses anything else.
-struct Cloud {
-    broker: Broker,
-    hub: HubEmulator,
-    secrets: tempfile::TempDir,
-    token: String,
-    /// `;ModuleId=...` when wedge connects as a module identity.
-    module_id: Option<&'static str>,
-}
-
-impl Cloud {
-    async fn start() -> Cloud {
-        Self::start_as(None).await
-    }
-
-    /// The cloud of a device identity, or of module identity `module_id` of the device.
-    async fn start_as(module_id: Option<&'static str>) -> Cloud {
-        let identity = Identity {
-            host_name: HUB.into(),
-            device_id: DEVICE.into(),
-            module_id: module_id.map(String::from),
-        };
-        let far_future = sas::unix_seconds(std::time::SystemTime::now()) + 24 * 3600;
-        let token = sas::token(KEY, &identity.sas_resource_uri(), None, far_future).unwrap();
-        let token = token.expose().to_string();
-        let broker = Broker::start(BrokerOptions {
-            users: vec![(identity.username(Some(DEVICE_CLIENT_TYPE)), token.clone())],
-            ..BrokerOptions::default()
-        })
-        .unwrap();
-        let hub = HubEmulator::start(&broker).await.unwrap();
-        Cloud {
-            broker,
-            hub,
-            secrets: tempfile::tempdir().unwrap(),
-            token,
-            module_id,
-        }
-    }
-
-    /// A deployment of the demo pipeline plus `echo`, with the IoT Hub upstream using `token`.
-    fn deployment(&self, token: &str) -> String {
-        let file = self
-            .secrets
-            .path()
-            .join(format!("connection-{}.txt", token.len()));
-        // The gateway host makes wedge connect to the local broker while signing for the hub.
-        let module_id = self
-            .module_id
-            .map(|m| format!("ModuleId={m};"))
-            .unwrap_or_default();
-        let connection = format!(
-            "HostName={HUB};DeviceId={DEVICE};{module_id}GatewayHostName=127.0.0.1;SharedAccessSignature={token}"
-        );
-        std::fs::write(&file, connection).unwrap();
-        format!(
-            "[upstream]\nkind = \"iothub\"\nconnection-string-file = {file:?}\nca-file = {ca:?}\nport = {port}\n\n{}{}{}
-[routes]
-readings = {{ from = \"sensor/readings\", to = \"filter/input\" }}
-alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
-commands = {{ from = \"$upstream/c2d\", to = \"echo/commands\" }}
-echoed = {{ from = \"echo/out\", to = \"$upstream\" }}
-",
-            module("sensor", SENSOR, "tick-ms = 20"),
-            module("filter", FILTER, "config = { threshold = 30.0 }"),
-            module("echo", ECHO, "method-timeout-ms = 500"),
-            ca = self.broker.ca_pem_path(),
-            port = self.broker.port(),
-        )
-    }
-}
-
-fn temperature(body: &[u8]) -> f64 {
-    serde_json::from_slice::<Value>(body).unwrap()["temperature"]
-        .as_f64()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn telemetry_arrives_with_its_properties() {
     let cloud = Cloud::start().await;
-    let _host = Host::start(&cloud.deployment(&cloud.token));
+    let _host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     let received = cloud.hub.wait_for_telemetry(10, TIMEOUT).await.unwrap();
     let mut ids = std::collections::HashSet::new();
     for message in &received {
@@ -128,7 +43,7 @@ async fn telemetry_arrives_with_its_properties() {
 #[tokio::test(flavor = "multi_thread")]
 async fn desired_properties_configure_modules_and_are_acknowledged() {
     let cloud = Cloud::start().await;
-    let host = Host::start(&cloud.deployment(&cloud.token));
+    let host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
 
     let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 24.0}}}}});
@@ -182,7 +97,7 @@ async fn desired_properties_configure_modules_and_are_acknowledged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_methods_reach_modules() {
     let cloud = Cloud::start().await;
-    let host = Host::start(&cloud.deployment(&cloud.token));
+    let host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
 
     let (status, payload) = cloud
@@ -280,7 +195,7 @@ async fn direct_methods_reach_modules() {
 async fn a_wrong_token_is_refused_by_the_broker_and_reported() {
     let cloud = Cloud::start().await;
     let wrong = cloud.token.replace("sig=", "sig=x");
-    let host = Host::start(&cloud.deployment(&wrong));
+    let host = Host::start(&cloud.deployment(&wrong, &demo_pipeline()));
     let link = wait_for("the refusal in wedge status", TIMEOUT, || {
         let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
         link["last-error"].is_string().then_some(link)
@@ -294,21 +209,10 @@ async fn a_wrong_token_is_refused_by_the_broker_and_reported() {
     assert!(cloud.hub.telemetry().is_empty());
 }
 
-/// The message ids wedge assigned, as (data dir, sequence) pairs, without duplicates.
-fn unique_ids(hub: &HubEmulator) -> std::collections::BTreeSet<(String, u64)> {
-    hub.telemetry()
-        .iter()
-        .map(|m| {
-            let (store, seq) = m.property("$.mid").unwrap().split_once('-').unwrap();
-            (store.to_string(), seq.parse().unwrap())
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_broker_restart_nothing_is_lost_and_the_twin_catches_up() {
     let mut cloud = Cloud::start().await;
-    let host = Host::start(&cloud.deployment(&cloud.token));
+    let host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     cloud.hub.wait_for_telemetry(5, TIMEOUT).await.unwrap();
 
     cloud.broker.stop();
@@ -363,7 +267,7 @@ async fn after_a_broker_restart_nothing_is_lost_and_the_twin_catches_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cloud_to_device_messages_reach_a_module_input() {
     let cloud = Cloud::start().await;
-    let _host = Host::start(&cloud.deployment(&cloud.token));
+    let _host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
 
     cloud
@@ -391,7 +295,7 @@ async fn cloud_to_device_messages_reach_a_module_input() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_module_identity_uses_its_own_topics_and_twin() {
     let cloud = Cloud::start_as(Some("edge")).await;
-    let _host = Host::start(&cloud.deployment(&cloud.token));
+    let _host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     let received = cloud.hub.wait_for_telemetry(3, TIMEOUT).await.unwrap();
     for message in &received {
         assert_eq!(

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod http_server;
+pub mod iothub;
 pub mod mqtt;
 
 use std::io::{BufRead, BufReader, Write};
