@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing_subscriber::EnvFilter;
 use wedge_hub::Drain;
 use wedge_hub::iothub::connection_string::ConnectionString;
-use wedge_hub::iothub::session::{IotHub, IotHubOptions};
+use wedge_hub::iothub::session::{ClientIdentity, IotHub, IotHubOptions};
 use wedge_hub::local::LocalHub;
 use wedge_hub::mqtt::{MqttUpstream, MqttUpstreamOptions};
 use wedge_hub::{Cloud, HubEvent};
@@ -39,6 +39,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    let shutdown = shutdown_signal()?;
     let deployment = Deployment::load(&args.deployment)?;
     // The store first: it refuses a data dir another host has open, or one it cannot use,
     // before anything else touches the directory.
@@ -72,6 +73,8 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         UpstreamSpec::IotHub {
             connection_string,
             ca_file,
+            cert_file,
+            key_file,
             port,
         } => {
             let text = connection_string
@@ -81,6 +84,12 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
                 ConnectionString::parse(&text).context("upstream connection string")?;
             let mut options = IotHubOptions::new(connection);
             options.ca_file = ca_file.clone();
+            options.client_identity = cert_file.clone().zip(key_file.clone()).map(
+                |(cert_file, key_file)| ClientIdentity {
+                    cert_file,
+                    key_file,
+                },
+            );
             options.port = port.unwrap_or(options.port);
             let (hub, events) = IotHub::start(options, drain)?;
             ctx.cloud_host(&deployment, Arc::new(hub), events).await?
@@ -101,7 +110,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     );
 
     let control = tokio::spawn(server::serve(listener, Arc::new(host)));
-    shutdown_signal().await?;
+    shutdown.await;
     tracing::info!("shutting down");
     control.abort();
     runtime.shutdown().await;
@@ -201,12 +210,17 @@ fn mqtt_options(spec: &MqttSpec) -> anyhow::Result<MqttUpstreamOptions> {
     })
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Resolves at the first SIGINT or SIGTERM. The handlers are installed when this is called,
+/// not when it is awaited: call it first, so that a service manager stopping wedge while it
+/// starts still gets a clean shutdown once the modules are up.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
