@@ -218,5 +218,6 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 
 fn bench() -> anyhow::Result<()> {
     ensure_mosquitto()?;
+    run(cargo().args(["bench", "-p", "wedge-store", "--bench", "outbox"]))?;
     run(cargo().args(["bench", "-p", "wedge-hub", "--bench", "telemetry"]))
 }

@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use wedge_hub::iothub::twin::config_ack_patch;
 use wedge_hub::{Cloud, HubEvent};
 use wedge_runtime::{Runtime, RuntimeError};
-use wedge_store::Meta;
+use wedge_store::{Meta, Outbox};
+
+use crate::status;
 
 /// How long a module gets to accept a configuration.
 const CONFIGURE_DEADLINE: Duration = Duration::from_secs(10);
@@ -70,6 +72,7 @@ pub async fn serve(
     mut events: mpsc::Receiver<HubEvent>,
     runtime: Arc<Runtime>,
     hub: Arc<dyn Cloud>,
+    outbox: Outbox,
     mut applied: AppliedDesired,
 ) {
     while let Some(event) = events.recv().await {
@@ -82,10 +85,11 @@ pub async fn serve(
                 payload,
                 respond,
             } => {
-                let runtime = runtime.clone();
+                let (runtime, hub, outbox) = (runtime.clone(), hub.clone(), outbox.clone());
                 // Methods run concurrently: a slow module must not hold up the twin.
                 tokio::spawn(async move {
-                    let _ = respond.send(method(&runtime, &name, &payload).await);
+                    let status = || status::document(&runtime, &outbox, Some(hub.as_ref()));
+                    let _ = respond.send(method(&runtime, &name, &payload, status).await);
                 });
             }
             HubEvent::C2d(message) => {
@@ -146,10 +150,15 @@ async fn apply_desired(
 
 /// Answers a direct method named `<module>.<method>`; `wedge.status` and
 /// `wedge.restart-module` (`{"module": …}`) are the host's own.
-async fn method(runtime: &Runtime, name: &str, payload: &str) -> (u16, String) {
+async fn method(
+    runtime: &Runtime,
+    name: &str,
+    payload: &str,
+    status: impl FnOnce() -> Value,
+) -> (u16, String) {
     let error = |status: u16, message: String| (status, json!({ "error": message }).to_string());
     match name.split_once('.') {
-        Some(("wedge", "status")) => (200, json!({ "modules": runtime.status() }).to_string()),
+        Some(("wedge", "status")) => (200, status().to_string()),
         Some(("wedge", "restart-module")) => {
             let module = serde_json::from_str::<Value>(payload)
                 .ok()

@@ -4,6 +4,7 @@ mod cloud;
 mod commands;
 mod control;
 mod data_dir;
+mod status;
 
 use std::path::PathBuf;
 

@@ -153,6 +153,7 @@ impl HostCtx<'_> {
             events,
             runtime.clone(),
             cloud.clone(),
+            self.outbox.clone(),
             applied,
         ));
         Ok(Host {

@@ -14,6 +14,7 @@ use wedge_runtime::{Runtime, RuntimeError};
 use wedge_store::Outbox;
 
 use super::{MAX_REQUEST, Request, Response, SOCKET};
+use crate::status;
 
 /// How long a module gets to accept a configuration.
 const MODULE_DEADLINE: Duration = Duration::from_secs(10);
@@ -87,25 +88,11 @@ async fn connection(stream: UnixStream, host: &Host) -> anyhow::Result<()> {
 
 async fn handle(request: Request, host: &Host) -> Response {
     match request {
-        Request::Status => {
-            let upstream = match &host.cloud {
-                Some(cloud) => json!({ "kind": cloud.kind(), "link": cloud.status() }),
-                None => json!({ "kind": "local" }),
-            };
-            let stats = host.outbox.stats();
-            let outbox = json!({
-                "depth": stats.depth,
-                "bytes": stats.bytes,
-                "oldest-age-ms": stats.oldest_age.map(|age| age.as_millis() as u64),
-                "dropped": stats.dropped,
-                "expired": stats.expired,
-            });
-            Response::Ok(json!({
-                "modules": host.runtime.status(),
-                "upstream": upstream,
-                "outbox": outbox,
-            }))
-        }
+        Request::Status => Response::Ok(status::document(
+            &host.runtime,
+            &host.outbox,
+            host.cloud.as_deref(),
+        )),
         Request::TwinGet => match &host.local {
             Some(local) => Response::Ok(local.twin_document()),
             None => Response::Error(TWIN_IN_CLOUD.into()),

@@ -3,7 +3,7 @@
 //! state how far it got. So after any crash, every number below the recorded one was accepted
 //! by the host, and the module carries on from there (re-sending at most the batch that was in
 //! flight). Stops after `limit` numbers if configured. The `next` method answers with the next
-//! number to send.
+//! number to send. `pad` adds that many bytes to each body (for benchmarks).
 
 use serde_json::json;
 use wedge_sdk::{Config, Message, MethodResponse, Module, state, telemetry};
@@ -15,24 +15,37 @@ const NEXT_KEY: &str = "next";
 
 struct Counter {
     next: u64,
-    batch: u64,
-    limit: Option<u64>,
+    settings: Settings,
 }
 
-impl Counter {
-    fn settings(config: &Config) -> Result<(u64, Option<u64>), String> {
+struct Settings {
+    batch: u64,
+    limit: Option<u64>,
+    pad: String,
+}
+
+impl Settings {
+    fn new(config: &Config) -> Result<Settings, String> {
         let value = config.value();
         let batch = value["batch"].as_u64().unwrap_or(1);
         if !(1..=1024).contains(&batch) {
             return Err(format!("batch must be 1-1024, got {batch}"));
         }
-        Ok((batch, value["limit"].as_u64()))
+        let pad = value["pad"].as_u64().unwrap_or(0);
+        if pad > 64 * 1024 {
+            return Err(format!("pad must be at most 65536, got {pad}"));
+        }
+        Ok(Settings {
+            batch,
+            limit: value["limit"].as_u64(),
+            pad: "x".repeat(pad as usize),
+        })
     }
 }
 
 impl Module for Counter {
     fn init(config: Config) -> Result<Self, String> {
-        let (batch, limit) = Self::settings(&config)?;
+        let settings = Settings::new(&config)?;
         let next = state::get(NEXT_KEY)
             .map(|bytes| {
                 String::from_utf8_lossy(&bytes)
@@ -41,24 +54,28 @@ impl Module for Counter {
             })
             .transpose()?
             .unwrap_or(1);
-        Ok(Counter { next, batch, limit })
+        Ok(Counter { next, settings })
     }
 
     fn on_config(&mut self, config: Config) -> Result<(), String> {
-        (self.batch, self.limit) = Self::settings(&config)?;
+        self.settings = Settings::new(&config)?;
         Ok(())
     }
 
     fn on_tick(&mut self) -> Result<(), String> {
-        let end = match self.limit {
-            Some(limit) => (self.next + self.batch).min(limit + 1),
-            None => self.next + self.batch,
+        let Settings { batch, limit, pad } = &self.settings;
+        let end = match limit {
+            Some(limit) => (self.next + batch).min(limit + 1),
+            None => self.next + batch,
         };
         if end <= self.next {
             return Ok(());
         }
         let messages: Vec<Message> = (self.next..end)
-            .map(|seq| Message::json(&json!({ "seq": seq })))
+            .map(|seq| match pad.is_empty() {
+                true => Message::json(&json!({ "seq": seq })),
+                false => Message::json(&json!({ "seq": seq, "pad": pad })),
+            })
             .collect();
         let sent = match messages.as_slice() {
             [one] => telemetry::send(OUTPUT, one),
