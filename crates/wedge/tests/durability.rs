@@ -236,15 +236,10 @@ async fn offline_start_uses_the_last_applied_config() {
     let mut host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     // Long enough for the filter's `filter-seen` to be well above where the next run starts.
     cloud.hub.wait_for_telemetry(10, TIMEOUT).await.unwrap();
-    let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 24.0}}}}});
-    let version = cloud.hub.set_desired(DEVICE, patch).await.unwrap();
-    let ack = |r: &Value| r["wedge"]["modules"]["filter"]["config"].clone();
-    let acked = cloud
-        .hub
-        .wait_for_reported(DEVICE, |r| ack(r)["av"] == version, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(ack(&acked)["ac"], 200, "{acked}");
+    let (ack, _) = cloud
+        .configure(DEVICE, "filter", json!({"threshold": 24.0}))
+        .await;
+    assert_eq!(ack["ac"], 200, "{ack}");
 
     host.kill();
     cloud.broker.stop();

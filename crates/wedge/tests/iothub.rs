@@ -46,20 +46,15 @@ async fn desired_properties_configure_modules_and_are_acknowledged() {
     let host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
     cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
 
-    let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 24.0}}}}});
-    let version = cloud.hub.set_desired(DEVICE, patch).await.unwrap();
-    let ack = |reported: &Value| reported["wedge"]["modules"]["filter"]["config"].clone();
-    let acked = cloud
-        .hub
-        .wait_for_reported(DEVICE, |r| ack(r)["av"] == version, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(ack(&acked)["ac"], 200, "{acked}");
-    assert_eq!(ack(&acked)["value"], json!({"threshold": 24.0}));
+    let (ack, reported) = cloud
+        .configure(DEVICE, "filter", json!({"threshold": 24.0}))
+        .await;
+    assert_eq!(ack["ac"], 200, "{reported}");
+    assert_eq!(ack["value"], json!({"threshold": 24.0}));
     // What the module itself reports is there too.
     assert_eq!(
-        acked["wedge"]["modules"]["filter"]["properties"]["threshold"], 24.0,
-        "{acked}"
+        reported["wedge"]["modules"]["filter"]["properties"]["threshold"], 24.0,
+        "{reported}"
     );
 
     let before = cloud.hub.telemetry().len();
@@ -71,18 +66,11 @@ async fn desired_properties_configure_modules_and_are_acknowledged() {
     });
 
     // An invalid configuration is acknowledged 400 and changes nothing.
-    let bad = json!({"wedge": {"modules": {"filter": {"config": {"threshold": "warm"}}}}});
-    let bad_version = cloud.hub.set_desired(DEVICE, bad).await.unwrap();
-    let acked = cloud
-        .hub
-        .wait_for_reported(DEVICE, |r| ack(r)["av"] == bad_version, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(ack(&acked)["ac"], 400, "{acked}");
-    assert!(
-        ack(&acked)["ad"].as_str().unwrap().contains("threshold"),
-        "{acked}"
-    );
+    let (ack, _) = cloud
+        .configure(DEVICE, "filter", json!({"threshold": "warm"}))
+        .await;
+    assert_eq!(ack["ac"], 400, "{ack}");
+    assert!(ack["ad"].as_str().unwrap().contains("threshold"), "{ack}");
     let filter = host.module_status("filter");
     assert_eq!(
         (filter["state"].as_str(), filter["restarts"].as_u64()),
@@ -305,21 +293,10 @@ async fn a_module_identity_uses_its_own_topics_and_twin() {
         );
     }
     let identity = format!("{DEVICE}/edge");
-    let patch = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 25.0}}}}});
-    let version = cloud.hub.set_desired(&identity, patch).await.unwrap();
-    let acked = cloud
-        .hub
-        .wait_for_reported(
-            &identity,
-            |r| r["wedge"]["modules"]["filter"]["config"]["av"] == version,
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        acked["wedge"]["modules"]["filter"]["config"]["ac"], 200,
-        "{acked}"
-    );
+    let (ack, _) = cloud
+        .configure(&identity, "filter", json!({"threshold": 25.0}))
+        .await;
+    assert_eq!(ack["ac"], 200, "{ack}");
     let (status, payload) = cloud
         .hub
         .invoke(&identity, "echo.ping", json!("m"), TIMEOUT)

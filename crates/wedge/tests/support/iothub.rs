@@ -4,13 +4,16 @@
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use wedge_hub::iothub::sas;
 use wedge_hub::iothub::topics::{DEVICE_CLIENT_TYPE, Identity};
 use wedge_hub_emulator::{Broker, BrokerOptions, HubEmulator, Telemetry};
 use wedge_test_artifacts::{ECHO, FILTER, SENSOR};
 
 use super::module;
+
+/// How long the cloud side waits for wedge.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub const DEVICE: &str = "dev1";
 pub const HUB: &str = "wedge-test.azure-devices.net";
@@ -28,6 +31,21 @@ pub struct Cloud {
 }
 
 impl Cloud {
+    /// Sets the desired `config` of `module` in the twin of `identity` (`device` or
+    /// `device/module`) and waits until wedge acknowledges that version; returns the module's
+    /// acknowledgement (`{"value", "ac", "av", "ad"}`) and the whole reported document.
+    pub async fn configure(&self, identity: &str, module: &str, config: Value) -> (Value, Value) {
+        let patch = json!({"wedge": {"modules": {module: {"config": config}}}});
+        let version = self.hub.set_desired(identity, patch).await.unwrap();
+        let ack = |reported: &Value| reported["wedge"]["modules"][module]["config"].clone();
+        let reported = self
+            .hub
+            .wait_for_reported(identity, |r| ack(r)["av"] == version, TIMEOUT)
+            .await
+            .unwrap();
+        (ack(&reported), reported)
+    }
+
     pub async fn start() -> Cloud {
         Self::start_as(None).await
     }
