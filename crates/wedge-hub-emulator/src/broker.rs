@@ -1,4 +1,5 @@
-//! A real Mosquitto broker per test, with per-run TLS, passwords and per-identity ACLs.
+//! A real Mosquitto broker per test, with per-run TLS, passwords (or client certificates) and
+//! per-identity ACLs.
 
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
@@ -11,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
-use crate::certs::write_tls_files;
+use crate::certs::{CLIENTS_DIR, client_paths, write_foreign_client, write_tls_files};
 use crate::identity::Identity;
+use crate::tls::{client_tls_config, client_tls_config_with_cert};
 
 /// The username the broker reserves for the hub's service side (see
 /// [`Broker::service_credentials`]); it may read and write every topic.
@@ -38,6 +40,16 @@ pub struct BrokerOptions {
     pub tls: bool,
     /// Listen on this port rather than a free one (e.g. to replace a stopped broker).
     pub port: Option<u16>,
+    /// Devices that authenticate with an X.509 client certificate, by device id (IoT Hub's
+    /// `x509=true`). When non-empty, the TLS listener requires a client certificate signed by
+    /// the per-run CA from every client (`require_certificate true`) and takes the username
+    /// from its common name (`use_identity_as_username true`), ignoring any username and
+    /// password sent. Each device gets a certificate with CN = its id
+    /// ([`Broker::device_certificate`]) and ACL entries under that name; the service side
+    /// gets one with CN = [`SERVICE_USER`], which [`Broker::service_tls_config`] presents.
+    /// Password users (`users`, `mqtt_users`) cannot connect to such a listener, so they must
+    /// be empty, and `tls` must be on. Off (empty) by default.
+    pub x509_devices: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -47,6 +59,7 @@ impl Default for BrokerOptions {
             mqtt_users: Vec::new(),
             tls: true,
             port: None,
+            x509_devices: Vec::new(),
         }
     }
 }
@@ -61,6 +74,8 @@ pub struct Broker {
     dir: TempDir,
     port: u16,
     tls: bool,
+    /// Whether the listener requires client certificates ([`BrokerOptions::x509_devices`]).
+    client_certificates: bool,
     identities: Vec<Identity>,
     service_password: String,
     child: Option<Child>,
@@ -74,14 +89,30 @@ impl Broker {
         let dir = tempfile::Builder::new()
             .prefix("wedge-hub-emulator-")
             .tempdir()?;
+        let client_certificates = !options.x509_devices.is_empty();
+        if client_certificates && !options.tls {
+            bail!("client certificates (x509_devices) need the TLS listener (tls: true)");
+        }
+        if client_certificates && !(options.users.is_empty() && options.mqtt_users.is_empty()) {
+            bail!(
+                "a listener requiring client certificates takes usernames from them and ignores \
+                 passwords: password users cannot connect, so leave users and mqtt_users empty"
+            );
+        }
         let identities = options
             .users
             .iter()
-            .map(|(user, _)| {
+            .map(|(user, _)| user)
+            .chain(&options.x509_devices)
+            .map(|user| {
                 if user == SERVICE_USER {
                     bail!("{SERVICE_USER:?} is reserved for the emulator");
                 }
-                Identity::from_username(user)
+                let identity = Identity::from_username(user)?;
+                if options.x509_devices.contains(user) && identity.key() != *user {
+                    bail!("x509 device {user:?} must be a bare device id");
+                }
+                Ok(identity)
             })
             .collect::<Result<Vec<_>>>()?;
         let service_password = random_secret();
@@ -89,19 +120,33 @@ impl Broker {
         users.extend(options.mqtt_users.iter().cloned());
         users.push((SERVICE_USER.to_owned(), service_password.clone()));
         write_password_file(&mosquitto_passwd, &dir.path().join("passwd"), &users)?;
+        // Device users are known by their username, X.509 devices by their certificate's CN
+        // (the device id), which Mosquitto then uses as the username.
+        let acl_users: Vec<&str> = options
+            .users
+            .iter()
+            .map(|(user, _)| user.as_str())
+            .chain(options.x509_devices.iter().map(String::as_str))
+            .collect();
         write_acl(
             &dir.path().join("acl"),
-            &options.users,
+            &acl_users,
             &identities,
             &options.mqtt_users,
         )?;
-        write_tls_files(dir.path())?;
+        let mut clients = Vec::new();
+        if client_certificates {
+            clients.extend(options.x509_devices.iter().cloned());
+            clients.push(SERVICE_USER.to_owned());
+        }
+        write_tls_files(dir.path(), &clients)?;
 
         let mut broker = Broker {
             mosquitto,
             dir,
             port: options.port.unwrap_or(0),
             tls: options.tls,
+            client_certificates,
             identities,
             service_password,
             child: None,
@@ -142,12 +187,45 @@ impl Broker {
         std::fs::read_to_string(self.ca_pem_path()).unwrap_or_default()
     }
 
+    /// Whether the listener requires client certificates (see [`BrokerOptions::x509_devices`]).
+    pub fn requires_client_certificates(&self) -> bool {
+        self.client_certificates
+    }
+
+    /// `(certificate, key)` PEM files of X.509 device `device`, signed by the per-run CA with
+    /// CN = `device`; `None` unless it is one of [`BrokerOptions::x509_devices`].
+    pub fn device_certificate(&self, device: &str) -> Option<(PathBuf, PathBuf)> {
+        let (cert, key) = client_paths(&self.dir.path().join(CLIENTS_DIR), device);
+        (device != SERVICE_USER && cert.is_file() && key.is_file()).then_some((cert, key))
+    }
+
+    /// `(certificate, key)` PEM files of a client certificate with CN = `device` from a CA of
+    /// its own, which this broker does not trust: the TLS handshake fails with it.
+    pub fn foreign_device_certificate(&self, device: &str) -> Result<(PathBuf, PathBuf)> {
+        write_foreign_client(self.dir.path(), device)
+    }
+
+    /// The TLS configuration of the service side: trusting the per-run CA and, when the
+    /// listener requires client certificates, presenting the service certificate.
+    pub fn service_tls_config(&self) -> Result<rustls::ClientConfig> {
+        if !self.client_certificates {
+            return client_tls_config(&self.ca_pem());
+        }
+        let (cert, key) = client_paths(&self.dir.path().join(CLIENTS_DIR), SERVICE_USER);
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        client_tls_config_with_cert(&self.ca_pem(), &read(&cert)?, &read(&key)?)
+    }
+
     /// The identities of the configured device/module users, in option order.
     pub fn identities(&self) -> &[Identity] {
         &self.identities
     }
 
-    /// `(username, password)` of the service user, which may use every topic.
+    /// `(username, password)` of the service user, which may use every topic. A listener
+    /// requiring client certificates ignores them and knows the service by its certificate
+    /// ([`Broker::service_tls_config`]).
     pub fn service_credentials(&self) -> (&str, &str) {
         (SERVICE_USER, &self.service_password)
     }
@@ -258,9 +336,19 @@ impl Broker {
             conf.push_str(&format!(
                 "cafile {dir}/ca.pem\n\
                  certfile {dir}/server.pem\n\
-                 keyfile {dir}/server.key\n\
-                 require_certificate false\n"
+                 keyfile {dir}/server.key\n"
             ));
+            if self.client_certificates {
+                // The client's certificate must chain to `cafile`, and its CN is the username
+                // (passwords are not checked): IoT Hub's X.509 authentication, as closely as a
+                // broker gets.
+                conf.push_str(
+                    "require_certificate true\n\
+                     use_identity_as_username true\n",
+                );
+            } else {
+                conf.push_str("require_certificate false\n");
+            }
         }
         conf
     }
@@ -319,7 +407,7 @@ fn write_password_file(program: &Path, path: &Path, users: &[(String, String)]) 
 /// check, hence the separate `$iothub/#` line for the service.
 fn write_acl(
     path: &Path,
-    users: &[(String, String)],
+    users: &[&str],
     identities: &[Identity],
     mqtt_users: &[(String, String)],
 ) -> Result<()> {
@@ -328,7 +416,7 @@ fn write_acl(
         acl,
         "user {SERVICE_USER}\ntopic readwrite #\ntopic readwrite $iothub/#\n"
     )?;
-    for ((user, _), identity) in users.iter().zip(identities) {
+    for (user, identity) in users.iter().zip(identities) {
         writeln!(
             acl,
             "user {user}\ntopic readwrite {}/#\ntopic readwrite $iothub/#\n",
@@ -354,4 +442,136 @@ fn random_secret() -> String {
     let a = RandomState::new().hash_one(std::process::id());
     let b = RandomState::new().hash_one(std::time::SystemTime::now());
     format!("{a:016x}{b:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rumqttc::{
+        AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    };
+
+    use super::*;
+    use crate::HubEmulator;
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn x509_broker() -> Broker {
+        Broker::start(BrokerOptions {
+            x509_devices: vec!["dev1".into()],
+            ..BrokerOptions::default()
+        })
+        .unwrap()
+    }
+
+    /// Connects as a device presenting `tls`; the username is IoT Hub's and there is no
+    /// password, as with `x509=true`.
+    async fn connect(
+        broker: &Broker,
+        tls: rustls::ClientConfig,
+    ) -> (AsyncClient, Result<rumqttc::EventLoop, ConnectionError>) {
+        let mut options = MqttOptions::new("dev1", "127.0.0.1", broker.port());
+        options
+            .set_credentials("hub.example/dev1/?api-version=2021-04-12", "")
+            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls),
+            )));
+        let (client, mut eventloop) = AsyncClient::new(options, 8);
+        let connected = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .expect("the broker answers within the timeout");
+        (client, connected.map(|()| eventloop))
+    }
+
+    fn device_tls(broker: &Broker, (cert, key): (PathBuf, PathBuf)) -> rustls::ClientConfig {
+        let read = |path: PathBuf| std::fs::read_to_string(path).unwrap();
+        client_tls_config_with_cert(&broker.ca_pem(), &read(cert), &read(key)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn x509_devices_connect_by_certificate_and_their_cn_is_their_identity() {
+        let broker = x509_broker();
+        assert!(broker.requires_client_certificates());
+        assert!(broker.config().contains("require_certificate true"));
+        assert_eq!(broker.identities()[0].key(), "dev1");
+        // The service side connects with its own certificate.
+        let hub = HubEmulator::start(&broker)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", broker.log()));
+
+        let cert = broker.device_certificate("dev1").expect("issued at start");
+        assert!(broker.device_certificate("dev2").is_none());
+        assert!(broker.device_certificate(SERVICE_USER).is_none());
+        let (client, eventloop) = connect(&broker, device_tls(&broker, cert)).await;
+        let mut eventloop = eventloop.unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+        let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        // The ACL is keyed by the CN: its own telemetry topic is allowed, another's is not.
+        for device in ["dev2", "dev1"] {
+            client
+                .publish(
+                    format!("devices/{device}/messages/events/"),
+                    QoS::AtLeastOnce,
+                    false,
+                    device.as_bytes().to_vec(),
+                )
+                .await
+                .unwrap();
+        }
+        let telemetry = hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+        assert_eq!(
+            (telemetry[0].device.as_str(), &telemetry[0].body[..]),
+            ("dev1", &b"dev1"[..]),
+            "{telemetry:?}"
+        );
+        assert_eq!(hub.telemetry().len(), 1);
+        poller.abort();
+    }
+
+    #[tokio::test]
+    async fn a_certificate_of_another_ca_or_none_is_refused() {
+        let broker = x509_broker();
+        let foreign = broker.foreign_device_certificate("dev1").unwrap();
+        let (_client, refused) = connect(&broker, device_tls(&broker, foreign)).await;
+        // Mosquitto (OpenSSL) answers the handshake with an `unknown_ca` alert.
+        let error = format!(
+            "{:?}",
+            refused.err().expect("a foreign certificate connected")
+        );
+        assert!(error.contains("UnknownCA"), "{error}");
+        let (_client, refused) =
+            connect(&broker, client_tls_config(&broker.ca_pem()).unwrap()).await;
+        assert!(refused.is_err(), "a client without a certificate connected");
+        let log = broker.log();
+        assert!(
+            log.contains("certificate verify failed") || log.contains("OpenSSL Error"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn client_certificates_need_tls_and_no_password_users() {
+        let err = Broker::start(BrokerOptions {
+            x509_devices: vec!["dev1".into()],
+            users: vec![("dev2".into(), "pw".into())],
+            ..BrokerOptions::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("password users"), "{err}");
+        let err = Broker::start(BrokerOptions {
+            x509_devices: vec!["dev1".into()],
+            tls: false,
+            ..BrokerOptions::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("TLS"), "{err}");
+    }
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::dispatch::{self, Shared};
 use crate::twin::Twin;
-use crate::{Broker, client_tls_config, encode_property_bag};
+use crate::{Broker, encode_property_bag};
 
 /// How long `start` waits for the service connection to be subscribed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,7 +76,8 @@ impl Drop for HubEmulator {
 }
 
 impl HubEmulator {
-    /// Connects to `broker` as its service user and returns once subscribed.
+    /// Connects to `broker` as its service user (by its certificate, when the broker requires
+    /// client certificates) and returns once subscribed.
     ///
     /// IoT Hub knows which identity sent a `$iothub/...` request from the connection; a
     /// broker does not. So twin and method traffic is attributed to the broker's only
@@ -107,7 +108,8 @@ impl HubEmulator {
             // IoT Hub's limit is 256 KiB; rumqttc's default (10 KiB) would cut twins short.
             .set_max_packet_size(256 * 1024, 256 * 1024);
         if broker.tls() {
-            let tls = client_tls_config(&broker.ca_pem())?;
+            // With the service certificate when the broker requires client certificates.
+            let tls = broker.service_tls_config()?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 Arc::new(tls),
             )));

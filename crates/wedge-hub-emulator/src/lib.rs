@@ -30,4 +30,4 @@ pub use emulator::{HubEmulator, Telemetry};
 pub use identity::Identity;
 pub use observer::{MqttObserver, Received};
 pub use property_bag::{decode_property_bag, encode_property_bag};
-pub use tls::client_tls_config;
+pub use tls::{client_tls_config, client_tls_config_with_cert};

@@ -1,6 +1,6 @@
 //! The IoT Hub upstream: a [`Protocol`] for the shared MQTT link. It connects with a fresh SAS
-//! token (and reconnects before the token expires), addresses telemetry with IoT Hub's
-//! property-bag topics, feeds twin traffic to the I/O-free [`Twin`] machine, and hands desired
+//! token (and reconnects before the token expires), or with an X.509 client certificate (no
+//! password, no renewal), addresses telemetry with IoT Hub's property-bag topics, feeds twin traffic to the I/O-free [`Twin`] machine, and hands desired
 //! configuration, direct methods and cloud-to-device messages to the host as [`HubEvent`]s.
 
 use std::path::PathBuf;
@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use wedge_runtime::{MAX_BODY_BYTES, SendError, Upstream, UpstreamMessage};
 
-use super::connection_string::ConnectionString;
+use super::connection_string::{ConnectionString, Credential};
 use super::sas;
 use super::topics::{self, Identity, Incoming, Telemetry};
 use super::twin::{Action, Twin};
 use crate::Drain;
+pub use crate::link::tls::{ClientIdentity, TlsFileError};
 use crate::link::{
-    self, CaFileError, Cloud, Commands, HubEvent, LinkHandle, LinkStatus, MAX_IN_FLIGHT, Protocol,
-    Wire,
+    self, Cloud, Commands, HubEvent, LinkHandle, LinkStatus, MAX_IN_FLIGHT, Protocol, Wire,
 };
 
 /// IoT Hub's limit for one device-to-cloud message, topic (property bag) included.
@@ -35,6 +35,9 @@ pub struct IotHubOptions {
     pub connection: ConnectionString,
     /// A PEM file of CA certificates trusted in addition to the public roots.
     pub ca_file: Option<PathBuf>,
+    /// The device certificate and key: required with an `x509=true` connection string, refused
+    /// with any other.
+    pub client_identity: Option<ClientIdentity>,
     /// MQTT over TLS port (8883).
     pub port: u16,
     /// Lifetime of the SAS tokens wedge signs.
@@ -47,6 +50,7 @@ impl IotHubOptions {
         IotHubOptions {
             connection,
             ca_file: None,
+            client_identity: None,
             port: 8883,
             token_ttl: sas::DEFAULT_TTL,
         }
@@ -56,15 +60,23 @@ impl IotHubOptions {
 /// Errors starting the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum IotHubError {
-    /// The CA file cannot be used.
+    /// The CA file, the client certificate or its key cannot be used.
     #[error(transparent)]
-    CaFile(#[from] CaFileError),
+    TlsFile(#[from] TlsFileError),
     /// The credential cannot produce a token.
     #[error("cannot sign a SAS token: {0}")]
     Sas(#[from] sas::SasError),
-    /// X.509 client certificates are not supported yet.
-    #[error("X.509 authentication is not supported yet; use SharedAccessKey")]
-    X509,
+    /// `x509=true` without a client certificate.
+    #[error(
+        "the connection string says `x509=true`, which needs the device certificate: set `cert-file` and `key-file` in [upstream]"
+    )]
+    X509WithoutCertificate,
+    /// A client certificate with a SAS credential: IoT Hub would authenticate with the token and
+    /// ignore the certificate, which is surely not what was meant.
+    #[error(
+        "`cert-file` and `key-file` are for X.509 authentication: the connection string needs `x509=true` instead of `SharedAccessKey`/`SharedAccessSignature`"
+    )]
+    CertificateWithoutX509,
 }
 
 /// Requests from the handle to the connection task.
@@ -88,16 +100,26 @@ impl IotHub {
     /// stream of events for the host.
     ///
     /// # Errors
-    /// The CA file is unusable or the credential cannot sign a token (checked now, so that a
-    /// bad key is reported at start, not at every reconnect).
+    /// The CA file, the certificate or its key is unusable, the credential cannot sign a token,
+    /// or a certificate is missing for `x509=true` (or given with a SAS credential). Checked
+    /// now, so that a bad key is reported at start, not at every reconnect.
     pub fn start(
         options: IotHubOptions,
         drain: Drain,
     ) -> Result<(IotHub, mpsc::Receiver<HubEvent>), IotHubError> {
-        let tls = Arc::new(link::tls::client_config(options.ca_file.as_deref())?);
-        if sas::password(&options.connection, SystemTime::now(), options.token_ttl)?.is_none() {
-            return Err(IotHubError::X509);
+        let x509 = options.connection.credential == Credential::X509;
+        match (x509, &options.client_identity) {
+            (true, None) => return Err(IotHubError::X509WithoutCertificate),
+            (false, Some(_)) => return Err(IotHubError::CertificateWithoutX509),
+            (true, Some(_)) => {}
+            (false, None) => {
+                sas::password(&options.connection, SystemTime::now(), options.token_ttl)?;
+            }
         }
+        let tls = Arc::new(link::tls::client_config_with_identity(
+            options.ca_file.as_deref(),
+            options.client_identity.as_ref(),
+        )?);
         let (events, event_rx) = mpsc::channel(64);
         let (commands, queue) = link::channel();
         let identity = options.connection.identity();
@@ -182,18 +204,30 @@ impl Protocol for IotHubProtocol {
     type Command = Command;
     const PEER: &'static str = "IoT Hub";
 
+    /// With a SAS credential the password is a fresh token and the connection is renewed at
+    /// 80 % of its life. With X.509 the TLS client certificate authenticates: the username
+    /// alone is sent (no password flag: rumqttc omits an empty password, as the SDKs send
+    /// none) and nothing expires on wedge's side.
     fn connect(&mut self) -> Result<(MqttOptions, Option<Duration>), String> {
         let cs = &self.options.connection;
         let now = SystemTime::now();
-        let token = sas::password(cs, now, self.options.token_ttl)
-            .map_err(|e| e.to_string())?
-            .ok_or("X.509 authentication is not supported yet")?;
-        let issued = sas::unix_seconds(now);
-        if token.expires_at() <= issued {
-            return Err("the SharedAccessSignature in the connection string has expired".into());
-        }
-        let renew_in =
-            Duration::from_secs(sas::renew_at(issued, token.expires_at()).saturating_sub(issued));
+        let token = sas::password(cs, now, self.options.token_ttl).map_err(|e| e.to_string())?;
+        let (password, renew_in) = match &token {
+            Some(token) => {
+                let issued = sas::unix_seconds(now);
+                if token.expires_at() <= issued {
+                    return Err(
+                        "the SharedAccessSignature in the connection string has expired".into(),
+                    );
+                }
+                let renew_at = sas::renew_at(issued, token.expires_at());
+                (
+                    token.expose(),
+                    Some(Duration::from_secs(renew_at.saturating_sub(issued))),
+                )
+            }
+            None => ("", None),
+        };
         let mut options = MqttOptions::new(
             self.identity.client_id(),
             cs.connect_host(),
@@ -202,7 +236,7 @@ impl Protocol for IotHubProtocol {
         options
             .set_credentials(
                 self.identity.username(Some(topics::DEVICE_CLIENT_TYPE)),
-                token.expose(),
+                password,
             )
             .set_keep_alive(Duration::from_secs(60))
             .set_clean_session(true)
@@ -211,7 +245,7 @@ impl Protocol for IotHubProtocol {
             .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 self.tls.clone(),
             )));
-        Ok((options, Some(renew_in)))
+        Ok((options, renew_in))
     }
 
     fn telemetry_topic(
@@ -356,5 +390,96 @@ impl IotHubProtocol {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain() -> Drain {
+        let store = wedge_store::Store::open_in_memory().unwrap();
+        Drain {
+            outbox: store.outbox(wedge_runtime::deployment::default_outbox_limits()),
+            id_prefix: "0".into(),
+        }
+    }
+
+    fn options(connection: &str, identity: Option<ClientIdentity>) -> IotHubOptions {
+        let mut options = IotHubOptions::new(ConnectionString::parse(connection).unwrap());
+        options.client_identity = identity;
+        options
+    }
+
+    fn start_error(options: IotHubOptions) -> String {
+        match IotHub::start(options, drain()) {
+            Ok(_) => panic!("started"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn x509_needs_a_certificate_and_sas_refuses_one() {
+        let err = start_error(options("HostName=h;DeviceId=d;x509=true", None));
+        assert!(
+            err.contains("x509=true") && err.contains("cert-file"),
+            "{err}"
+        );
+        let identity = ClientIdentity {
+            cert_file: "dev.pem".into(),
+            key_file: "dev.key".into(),
+        };
+        let err = start_error(options(
+            "HostName=h;DeviceId=d;SharedAccessKey=a2V5",
+            Some(identity),
+        ));
+        assert!(
+            err.contains("cert-file") && err.contains("needs `x509=true`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_certificate_is_reported_at_start_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = ClientIdentity {
+            cert_file: dir.path().join("missing.pem"),
+            key_file: dir.path().join("missing.key"),
+        };
+        let err = start_error(options("HostName=h;DeviceId=d;x509=true", Some(identity)));
+        assert!(
+            err.starts_with("cert-file ") && err.contains("missing.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn x509_connects_with_the_username_alone_and_never_renews() {
+        let (events, _event_rx) = mpsc::channel(1);
+        let (commands, _queue) = link::channel::<Command>();
+        let connection = ConnectionString::parse(
+            "HostName=hub.example;DeviceId=dev1;GatewayHostName=127.0.0.1;x509=true",
+        )
+        .unwrap();
+        let identity = connection.identity();
+        let mut protocol = IotHubProtocol {
+            identity,
+            options: IotHubOptions::new(connection),
+            tls: Arc::new(link::tls::client_config(None).unwrap()),
+            events,
+            responses: commands,
+            twin: Twin::default(),
+        };
+        let (options, renew_in) = protocol.connect().unwrap();
+        assert_eq!(renew_in, None);
+        let login = options.credentials().unwrap();
+        assert!(
+            login.username.starts_with("hub.example/dev1/?api-version="),
+            "{}",
+            login.username
+        );
+        // rumqttc sets the password flag only for a non-empty password.
+        assert_eq!(login.password, "");
+        assert_eq!(options.broker_address(), ("127.0.0.1".to_string(), 8883));
     }
 }

@@ -55,6 +55,8 @@ enum FileUpstream {
         connection_string_env: Option<String>,
         connection_string_file: Option<PathBuf>,
         ca_file: Option<PathBuf>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
         port: Option<u16>,
     },
     #[serde(rename_all = "kebab-case")]
@@ -266,6 +268,8 @@ fn upstream_spec(
             connection_string_env,
             connection_string_file,
             ca_file,
+            cert_file,
+            key_file,
             port,
         } => {
             let source = secret_source(
@@ -284,9 +288,46 @@ fn upstream_spec(
                     "give one of `connection-string`, `connection-string-env`, `connection-string-file`",
                 ));
             };
+            let error = |field: &str, message: &str| at.error(span.clone(), field, message);
+            match (&cert_file, &key_file) {
+                (Some(_), None) => {
+                    return Err(error(
+                        "upstream.cert-file",
+                        "needs `key-file`, the certificate's private key",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(error(
+                        "upstream.key-file",
+                        "needs `cert-file`, the device certificate",
+                    ));
+                }
+                _ => {}
+            }
+            // An inline connection string can be checked now; one from the environment or a
+            // file is checked when the host starts.
+            if let SecretSource::Inline(text) = &connection_string {
+                match (says_x509(text), cert_file.is_some()) {
+                    (true, false) => {
+                        return Err(error(
+                            "upstream.connection-string",
+                            "`x509=true` authenticates with a device certificate: set `cert-file` and `key-file`",
+                        ));
+                    }
+                    (false, true) => {
+                        return Err(error(
+                            "upstream.cert-file",
+                            "a device certificate needs a connection string with `x509=true` (and no `SharedAccessKey`)",
+                        ));
+                    }
+                    _ => {}
+                }
+            }
             Ok(UpstreamSpec::IotHub {
                 connection_string,
                 ca_file: ca_file.map(|f| base.join(f)),
+                cert_file: cert_file.map(|f| base.join(f)),
+                key_file: key_file.map(|f| base.join(f)),
                 port,
             })
         }
@@ -344,6 +385,16 @@ fn upstream_spec(
             }))
         }
     }
+}
+
+/// Whether an IoT Hub connection string has `x509=true` (the full parser lives with the
+/// upstream; this only decides which fields the deployment needs).
+fn says_x509(connection_string: &str) -> bool {
+    connection_string.split(';').any(|segment| {
+        segment.split_once('=').is_some_and(|(key, value)| {
+            key.trim() == "x509" && value.trim().eq_ignore_ascii_case("true")
+        })
+    })
 }
 
 /// A secret given at most one way: inline, `<name>-env` or `<name>-file`.
@@ -599,6 +650,8 @@ alerts = { from = "filter/alerts", to = "$upstream" }
             UpstreamSpec::IotHub {
                 connection_string: SecretSource::Env("HUB".into()),
                 ca_file: Some(fx.dir.path().join("ca.pem")),
+                cert_file: None,
+                key_file: None,
                 port: None,
             }
         );
@@ -613,6 +666,58 @@ alerts = { from = "filter/alerts", to = "$upstream" }
         assert!(err.contains("give one of `connection-string`"), "{err}");
         let secret = format!("{:?}", SecretSource::Inline("SharedAccessKey=abc".into()));
         assert!(!secret.contains("abc"), "{secret}");
+    }
+
+    #[test]
+    fn iothub_x509_takes_a_certificate_and_key_relative_to_the_file() {
+        let fx = Fixture::new();
+        let d = fx
+            .parse("[upstream]\nkind = \"iothub\"\nconnection-string = \"HostName=h;DeviceId=d;x509=true\"\ncert-file = \"certs/dev.pem\"\nkey-file = \"/secure/dev.key\"\n")
+            .unwrap();
+        let UpstreamSpec::IotHub {
+            cert_file,
+            key_file,
+            ..
+        } = d.upstream
+        else {
+            panic!("{:?}", d.upstream)
+        };
+        assert_eq!(cert_file, Some(fx.dir.path().join("certs/dev.pem")));
+        assert_eq!(key_file, Some(PathBuf::from("/secure/dev.key")));
+        // From the environment or a file, the connection string is only known at start.
+        fx.parse("[upstream]\nkind = \"iothub\"\nconnection-string-env = \"HUB\"\ncert-file = \"dev.pem\"\nkey-file = \"dev.key\"\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn iothub_certificate_and_key_go_together_and_only_with_x509() {
+        for (fields, expected) in [
+            (
+                "connection-string = \"HostName=h;DeviceId=d;x509=true\"\ncert-file = \"dev.pem\"",
+                "upstream.cert-file: needs `key-file`",
+            ),
+            (
+                "connection-string-file = \"hub.conn\"\nkey-file = \"dev.key\"",
+                "upstream.key-file: needs `cert-file`",
+            ),
+            (
+                "connection-string = \"HostName=h;DeviceId=d;x509=true\"",
+                "upstream.connection-string: `x509=true` authenticates with a device certificate: set `cert-file` and `key-file`",
+            ),
+            (
+                "connection-string = \"HostName=h;DeviceId=d;SharedAccessKey=a2V5\"\ncert-file = \"dev.pem\"\nkey-file = \"dev.key\"",
+                "upstream.cert-file: a device certificate needs a connection string with `x509=true`",
+            ),
+        ] {
+            let err = Fixture::new()
+                .parse(&format!("\n[upstream]\nkind = \"iothub\"\n{fields}\n"))
+                .unwrap_err();
+            assert!(
+                err.contains("wedge.toml:2:1: ") && err.contains(expected),
+                "`{err}` should contain `{expected}`"
+            );
+            assert!(!err.contains("a2V5"), "{err}");
+        }
     }
 
     #[test]

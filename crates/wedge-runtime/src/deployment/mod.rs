@@ -67,6 +67,11 @@ pub enum UpstreamSpec {
         connection_string: SecretSource,
         /// CA certificates (PEM) trusted in addition to the public roots.
         ca_file: Option<PathBuf>,
+        /// The device certificate (PEM) for X.509 authentication (`x509=true`); always given
+        /// together with `key_file`.
+        cert_file: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        key_file: Option<PathBuf>,
         /// MQTT over TLS port; 8883 when absent.
         port: Option<u16>,
     },

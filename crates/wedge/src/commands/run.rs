@@ -84,12 +84,14 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
                 ConnectionString::parse(&text).context("upstream connection string")?;
             let mut options = IotHubOptions::new(connection);
             options.ca_file = ca_file.clone();
-            options.client_identity = cert_file.clone().zip(key_file.clone()).map(
-                |(cert_file, key_file)| ClientIdentity {
-                    cert_file,
-                    key_file,
-                },
-            );
+            options.client_identity =
+                cert_file
+                    .clone()
+                    .zip(key_file.clone())
+                    .map(|(cert_file, key_file)| ClientIdentity {
+                        cert_file,
+                        key_file,
+                    });
             options.port = port.unwrap_or(options.port);
             let (hub, events) = IotHub::start(options, drain)?;
             ctx.cloud_host(&deployment, Arc::new(hub), events).await?
