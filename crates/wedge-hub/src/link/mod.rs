@@ -188,10 +188,12 @@ pub(crate) fn channel<C>() -> (Commands<C>, CommandQueue<C>) {
     (Commands { tx }, CommandQueue(rx))
 }
 
-/// The handle side of a running link.
+/// The handle side of a running link. The link stops when it is dropped (the protocol may
+/// hold command senders of its own, so the command channel does not tell).
 pub(crate) struct LinkHandle<C> {
     commands: Commands<C>,
     status: Arc<Mutex<LinkStatus>>,
+    _stop: oneshot::Sender<()>,
 }
 
 impl<C> LinkHandle<C> {
@@ -218,14 +220,20 @@ pub(crate) fn start<P: Protocol>(
     drain: Drain,
 ) -> LinkHandle<P::Command> {
     let status = Arc::new(Mutex::new(LinkStatus::default()));
+    let (stop, stopped) = oneshot::channel();
     let link = Link {
         protocol,
         commands: queue.0,
         status: status.clone(),
         outbox: Outbox::new(drain),
+        stopped,
     };
     tokio::spawn(link.run());
-    LinkHandle { commands, status }
+    LinkHandle {
+        commands,
+        status,
+        _stop: stop,
+    }
 }
 
 struct Link<P: Protocol> {
@@ -233,6 +241,8 @@ struct Link<P: Protocol> {
     commands: mpsc::UnboundedReceiver<P::Command>,
     status: Arc<Mutex<LinkStatus>>,
     outbox: Outbox,
+    /// Resolves when the handle is dropped.
+    stopped: oneshot::Receiver<()>,
 }
 
 impl<P: Protocol> Link<P> {
@@ -268,6 +278,7 @@ impl<P: Protocol> Link<P> {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return true,
+                _ = &mut self.stopped => return false,
                 command = self.commands.recv() => match command {
                     None => return false,
                     Some(command) => {
@@ -332,6 +343,7 @@ impl<P: Protocol> Link<P> {
                     }
                     Some(Ok(event)) => self.on_event(event, &client).await.map(|()| true),
                 },
+                _ = &mut self.stopped => Ok(false),
                 command = self.commands.recv() => match command {
                     None => Ok(false),
                     Some(command) => self.on_command(command, connected.then_some(&client)).await.map(|()| true),
