@@ -27,7 +27,8 @@ const BODY: usize = 256;
 const IN_FLIGHT: u16 = 100;
 /// Messages per outbox append, as a module's `send-batch` makes them.
 const BATCH: usize = 100;
-const ROUNDS: usize = 3;
+/// Rounds of each measurement; the medians are printed (this machine is noisy).
+const ROUNDS: usize = 5;
 
 #[tokio::main]
 async fn main() {
