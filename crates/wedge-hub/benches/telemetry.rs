@@ -47,6 +47,7 @@ async fn main() {
             ),
             ("plain".into(), "plain-password".into()),
         ],
+        quiet: true,
         ..BrokerOptions::default()
     })
     .expect("mosquitto");
