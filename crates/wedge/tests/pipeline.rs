@@ -73,6 +73,19 @@ fn only_readings_above_the_threshold_reach_the_hub() {
     let sensor = host.module_status("sensor");
     assert_eq!(sensor["state"], "running");
     assert!(sensor["messages-out"].as_u64().unwrap() >= seen(last));
+    // Every line carries its message id (for de-duplication after a crash), and the status
+    // table shows the upstream and the outbox.
+    let ids: std::collections::HashSet<&str> = records
+        .iter()
+        .map(|r| r["message-id"].as_str().expect("a message id"))
+        .collect();
+    assert_eq!(ids.len(), records.len(), "message ids are unique");
+    let table = host.cli(&["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("sensor") && table.contains("upstream local") && table.contains("outbox"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ pub struct Args {
     json: bool,
 }
 
-/// Prints one line per module: state, messages in and out, errors, restarts, last error.
+/// Prints one line per module (state, messages in and out, errors, restarts, last error), then
+/// the upstream link and the outbox.
 pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     let status = client::call(data_dir, &Request::Status).await?;
     if args.json {
@@ -36,5 +37,29 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             m["last-error"].as_str().unwrap_or("-"),
         );
     }
+    let upstream = &status["upstream"];
+    let link = &upstream["link"];
+    let connection = match (link["connected"].as_bool(), link["last-error"].as_str()) {
+        (None, _) => String::new(),
+        (Some(true), _) => " connected".into(),
+        (Some(false), Some(error)) => format!(" disconnected: {error}"),
+        (Some(false), None) => " connecting".into(),
+    };
+    println!(
+        "\nupstream {}{connection}",
+        upstream["kind"].as_str().unwrap_or("?")
+    );
+    let outbox = &status["outbox"];
+    let oldest = match outbox["oldest-age-ms"].as_u64() {
+        Some(ms) => format!(", oldest {:.1} s", ms as f64 / 1000.0),
+        None => String::new(),
+    };
+    println!(
+        "outbox   {} messages, {} bytes{oldest}; dropped {}, expired {}",
+        outbox["depth"].as_u64().unwrap_or(0),
+        outbox["bytes"].as_u64().unwrap_or(0),
+        outbox["dropped"].as_u64().unwrap_or(0),
+        outbox["expired"].as_u64().unwrap_or(0),
+    );
     Ok(())
 }
