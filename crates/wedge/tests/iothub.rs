@@ -6,8 +6,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::iothub::{Cloud, DEVICE, KEY, demo_pipeline, temperature, unique_ids};
+use support::iothub::{Cloud, DEVICE, HUB, KEY, demo_pipeline, temperature, unique_ids};
 use support::{Host, wait_for};
+use wedge_hub::iothub::sas;
+use wedge_hub::iothub::topics::Identity;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -192,6 +194,35 @@ async fn a_wrong_token_is_refused_by_the_broker_and_reported() {
     assert!(error.contains("refused"), "{error}");
     assert!(
         !host.log().contains(&wrong) && !host.log().contains(KEY),
+        "secrets stay out of the log"
+    );
+    assert!(cloud.hub.telemetry().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_is_reported_and_not_sent() {
+    let cloud = Cloud::start().await;
+    let identity = Identity {
+        host_name: HUB.into(),
+        device_id: DEVICE.into(),
+        module_id: None,
+    };
+    let an_hour_ago = sas::unix_seconds(std::time::SystemTime::now()) - 3600;
+    let expired = sas::token(KEY, &identity.sas_resource_uri(), None, an_hour_ago).unwrap();
+    let host = Host::start(&cloud.deployment(expired.expose(), &demo_pipeline()));
+    let link = wait_for("the expiry in wedge status", TIMEOUT, || {
+        let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
+        link["last-error"].is_string().then_some(link)
+    });
+    assert!(
+        link["last-error"].as_str().unwrap().contains("expired"),
+        "{link}"
+    );
+    assert_eq!(link["connected"], false);
+    // The modules run regardless, filling the outbox for when a valid credential is deployed.
+    assert_eq!(host.module_status("filter")["state"], "running");
+    assert!(
+        !host.log().contains(expired.expose()),
         "secrets stay out of the log"
     );
     assert!(cloud.hub.telemetry().is_empty());
