@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::iothub::{Cloud, DEVICE, demo_pipeline, message_id, temperature};
-use support::{Deployment, Host, WEDGE, module, wait_for};
+use support::{Deployment, Host, WEDGE, module, spawn, wait_for};
 use wedge_hub_emulator::HubEmulator;
 use wedge_test_artifacts::COUNTER;
 
@@ -315,15 +315,8 @@ async fn offline_start_uses_the_last_applied_config() {
 /// running after `TIMEOUT`.
 fn run_to_exit(data_dir: &std::path::Path, deployment: &Deployment) -> (bool, String) {
     let log = deployment.dir.path().join("refused.log");
-    let mut child = Command::new(WEDGE)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("run")
-        .arg(&deployment.path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let _ = std::fs::remove_file(&log);
+    let mut child = spawn(&deployment.path, data_dir, &log);
     let status = wait_for("wedge run to exit", TIMEOUT, || child.try_wait().unwrap());
     (status.success(), std::fs::read_to_string(&log).unwrap())
 }
@@ -331,15 +324,11 @@ fn run_to_exit(data_dir: &std::path::Path, deployment: &Deployment) -> (bool, St
 /// Runs `wedge run` on `data_dir` until its control socket answers, stops it with SIGTERM and
 /// returns the path of the store it left, checkpointed (no `-wal` next to it).
 fn run_and_stop(data_dir: &std::path::Path, deployment: &Deployment) -> std::path::PathBuf {
-    let mut child = Command::new(WEDGE)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("run")
-        .arg(&deployment.path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        &deployment.path,
+        data_dir,
+        &deployment.dir.path().join("stopped.log"),
+    );
     // An answer, not just a connection: the socket is bound before wedge handles SIGTERM.
     let mut status = Command::new(WEDGE);
     status.arg("--data-dir").arg(data_dir).arg("status");

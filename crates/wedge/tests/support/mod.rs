@@ -148,7 +148,7 @@ impl Host {
 }
 
 /// `wedge run` on `deployment`, logging to `log` (appended to: restarts continue it).
-fn spawn(deployment: &Path, data_dir: &Path, log: &Path) -> Child {
+pub fn spawn(deployment: &Path, data_dir: &Path, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
