@@ -9,6 +9,7 @@
 
 mod bindings;
 pub mod deployment;
+mod durable_route;
 mod engine;
 mod host;
 pub mod json;

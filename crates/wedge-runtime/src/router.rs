@@ -24,8 +24,15 @@ pub(crate) struct Router {
 
 #[derive(Default)]
 struct Table {
-    routes: HashMap<(String, String), Vec<Target>>,
+    routes: HashMap<(String, String), Vec<RouteTarget>>,
     inboxes: HashMap<String, mpsc::Sender<Delivery>>,
+}
+
+/// Where a route leads, and its queue on disk if it is durable.
+#[derive(Clone)]
+struct RouteTarget {
+    target: Target,
+    queue: Option<Outbox>,
 }
 
 impl Router {
@@ -46,15 +53,26 @@ impl Router {
         self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the routing table.
-    pub(crate) fn set_routes<'a>(&self, routes: impl IntoIterator<Item = &'a Route>) {
-        let mut map: HashMap<(String, String), Vec<Target>> = HashMap::new();
-        for route in routes {
+    /// Replaces the routing table. Durable routes come with their queue.
+    pub(crate) fn set_routes<'a>(
+        &self,
+        routes: impl IntoIterator<Item = (&'a Route, Option<Outbox>)>,
+    ) {
+        let mut map: HashMap<(String, String), Vec<RouteTarget>> = HashMap::new();
+        for (route, queue) in routes {
             map.entry((route.from_module.clone(), route.from_output.clone()))
                 .or_default()
-                .push(route.to.clone());
+                .push(RouteTarget {
+                    target: route.to.clone(),
+                    queue,
+                });
         }
         self.write().routes = map;
+    }
+
+    /// The inbox of `module`, if it runs.
+    pub(crate) fn inbox(&self, module: &str) -> Option<mpsc::Sender<Delivery>> {
+        self.read().inboxes.get(module).cloned()
     }
 
     /// Registers (or replaces) the inbox of `module`.
@@ -83,7 +101,7 @@ impl Router {
         for message in &messages {
             message.validate()?;
         }
-        let targets: Vec<(Target, Option<mpsc::Sender<Delivery>>)> = {
+        let targets: Vec<(RouteTarget, Option<mpsc::Sender<Delivery>>)> = {
             let table = self.read();
             let Some(targets) = table.routes.get(&(module.to_string(), output.to_string())) else {
                 return Err(SendError::NoRoute(output.to_string()));
@@ -91,7 +109,7 @@ impl Router {
             targets
                 .iter()
                 .map(|t| {
-                    let inbox = match t {
+                    let inbox = match &t.target {
                         Target::Module { module, .. } => table.inboxes.get(module).cloned(),
                         Target::Upstream => None,
                     };
@@ -99,8 +117,12 @@ impl Router {
                 })
                 .collect()
         };
-        for (target, inbox) in targets {
+        for (RouteTarget { target, queue }, inbox) in targets {
             match target {
+                // Its forwarder feeds the module from the queue.
+                Target::Module { .. } if let Some(queue) = queue => {
+                    append(&queue, module, output, &messages, |_| Ok(())).await?;
+                }
                 Target::Module { module: to, input } => {
                     let Some(inbox) = inbox else {
                         tracing::debug!(%to, "route target is not running; message dropped");
@@ -113,6 +135,7 @@ impl Router {
                         let delivery = Delivery {
                             input: input.clone(),
                             message: message.clone(),
+                            handled: None,
                         };
                         match inbox.try_send(delivery) {
                             Ok(()) => {}
@@ -125,42 +148,47 @@ impl Router {
                         }
                     }
                 }
-                Target::Upstream => self.to_upstream(module, output, &messages).await?,
+                Target::Upstream => {
+                    let admit = |m: &UpstreamMessage| self.upstream.admit(m);
+                    append(&self.outbox, module, output, &messages, admit).await?;
+                }
             }
         }
         Ok(())
     }
+}
 
-    /// Appends `messages` to the outbox once the upstream has admitted each.
-    async fn to_upstream(
-        &self,
-        module: &str,
-        output: &str,
-        messages: &[Message],
-    ) -> Result<(), SendError> {
-        let enqueued = SystemTime::now();
-        let mut records = Vec::with_capacity(messages.len());
-        for message in messages {
-            let message = UpstreamMessage {
-                module: module.to_string(),
-                output: output.to_string(),
-                message: message.clone(),
-                enqueued,
-            };
-            self.upstream.admit(&message)?;
-            records.push(message.to_record());
-        }
-        match self.outbox.append_batch(records).await {
-            Ok(_) => Ok(()),
-            Err(AppendError::Full { .. }) => Err(SendError::Full),
-            Err(AppendError::TooLarge { max_bytes, .. }) => Err(SendError::TooLarge(
-                u32::try_from(max_bytes).unwrap_or(u32::MAX),
-            )),
-            // The module cannot fix a failing disk; `full` tells it to try again later.
-            Err(AppendError::Store(e)) => {
-                tracing::error!(error = %e, "the outbox cannot store a message");
-                Err(SendError::Full)
-            }
+/// Appends `messages` to `queue` (the outbox, or a durable route's queue) in one commit, once
+/// `admit` has accepted each; returns when they are on disk.
+async fn append(
+    queue: &Outbox,
+    module: &str,
+    output: &str,
+    messages: &[Message],
+    admit: impl Fn(&UpstreamMessage) -> Result<(), SendError>,
+) -> Result<(), SendError> {
+    let enqueued = SystemTime::now();
+    let mut records = Vec::with_capacity(messages.len());
+    for message in messages {
+        let message = UpstreamMessage {
+            module: module.to_string(),
+            output: output.to_string(),
+            message: message.clone(),
+            enqueued,
+        };
+        admit(&message)?;
+        records.push(message.to_record());
+    }
+    match queue.append_batch(records).await {
+        Ok(_) => Ok(()),
+        Err(AppendError::Full { .. }) => Err(SendError::Full),
+        Err(AppendError::TooLarge { max_bytes, .. }) => Err(SendError::TooLarge(
+            u32::try_from(max_bytes).unwrap_or(u32::MAX),
+        )),
+        // The module cannot fix a failing disk; `full` tells it to try again later.
+        Err(AppendError::Store(e)) => {
+            tracing::error!(error = %e, "cannot store a message");
+            Err(SendError::Full)
         }
     }
 }

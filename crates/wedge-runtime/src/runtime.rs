@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wedge_store::{Outbox, Store};
 
-use crate::deployment::{C2D_OUTPUT, Deployment, UPSTREAM};
+use crate::deployment::{C2D_OUTPUT, Deployment, Target, UPSTREAM};
+use crate::durable_route;
 use crate::engine::{EngineCtx, EngineError};
 use crate::json::merged;
 use crate::message::{Message, SendError};
@@ -47,6 +48,14 @@ pub enum RuntimeError {
     /// The module did not answer in time.
     #[error("module `{0}` did not answer within {1:?}")]
     Timeout(String, Duration),
+    /// A durable route's queue cannot be opened; nothing was started.
+    #[error("route `{route}`: {source}")]
+    Queue {
+        /// The route.
+        route: String,
+        /// Why.
+        source: wedge_store::StoreError,
+    },
 }
 
 /// The running modules of the host.
@@ -57,6 +66,8 @@ pub struct Runtime {
     upstream: Arc<dyn Upstream>,
     data_dir: PathBuf,
     modules: Mutex<BTreeMap<String, ModuleHandle>>,
+    /// The forwarders of durable routes.
+    forwarders: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct ModuleHandle {
@@ -82,6 +93,7 @@ impl Runtime {
             upstream,
             data_dir,
             modules: Mutex::default(),
+            forwarders: Mutex::default(),
         }
     }
 
@@ -113,7 +125,24 @@ impl Runtime {
                 })?;
             compiled.push((name, spec, pre));
         }
-        self.router.set_routes(deployment.routes.values());
+        // A durable route's queue is a store of its own, `DATA_DIR/routes/<route>/`.
+        let mut queues = BTreeMap::new();
+        for (name, route) in deployment.routes.iter().filter(|(_, r)| r.durable) {
+            let store =
+                Store::open(&self.data_dir.join("routes").join(name)).map_err(|source| {
+                    RuntimeError::Queue {
+                        route: name.clone(),
+                        source,
+                    }
+                })?;
+            queues.insert(name.clone(), (route, store.outbox(deployment.outbox)));
+        }
+        self.router.set_routes(
+            deployment
+                .routes
+                .iter()
+                .map(|(name, route)| (route, queues.get(name).map(|(_, q)| q.clone()))),
+        );
         for (name, spec, pre) in compiled {
             let config = match desired.get(name) {
                 Some(patch) => merged(&spec.config, patch),
@@ -144,7 +173,20 @@ impl Runtime {
                 },
             );
         }
+        for (name, (route, queue)) in queues {
+            let Target::Module { module, input } = &route.to else {
+                continue; // only module targets can be durable
+            };
+            if let Some(inbox) = self.router.inbox(module) {
+                let forwarder = durable_route::forward(name, queue, inbox, input.clone());
+                self.forwarders().push(tokio::spawn(forwarder));
+            }
+        }
         Ok(())
+    }
+
+    fn forwarders(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.forwarders.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn handle(
@@ -250,8 +292,12 @@ impl Runtime {
             .collect()
     }
 
-    /// Stops every module and waits for their tasks to end.
+    /// Stops every module and waits for their tasks to end. Messages of durable routes not yet
+    /// handled stay queued for the next start.
     pub async fn shutdown(&self) {
+        for forwarder in std::mem::take(&mut *self.forwarders()) {
+            forwarder.abort();
+        }
         let handles: Vec<ModuleHandle> =
             std::mem::take(&mut *self.modules()).into_values().collect();
         for handle in handles {

@@ -185,6 +185,30 @@ impl Outbox {
         }
     }
 
+    /// Up to `limit` records after `*cursor`, oldest first, advancing `*cursor` past everything
+    /// they cover, including acknowledged or expired ids (which are simply absent), so that
+    /// [`wait_after`](Self::wait_after)`(*cursor)` then waits for new records only. The way a
+    /// consumer reads the outbox in order.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the read fails.
+    pub fn read_from(
+        &self,
+        cursor: &mut u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        // Taken before reading: every record committed up to here is visible to the read.
+        let committed = self.last_id();
+        let records = self.read_after(*cursor, limit)?;
+        if records.len() < limit {
+            *cursor = (*cursor).max(committed);
+        }
+        if let Some(&(last, _)) = records.last() {
+            *cursor = (*cursor).max(last);
+        }
+        Ok(records)
+    }
+
     /// The highest id ever committed (0 for a new store). A reader that read every record up to
     /// it after calling this has seen everything committed before the call.
     pub fn last_id(&self) -> u64 {

@@ -66,7 +66,8 @@ impl Outbox {
     pub(crate) fn fill(&mut self) -> Result<(), String> {
         let records = self
             .drain
-            .read(&mut self.read_up_to, READ_BATCH)
+            .outbox
+            .read_from(&mut self.read_up_to, READ_BATCH)
             .map_err(|e| format!("reading the outbox: {e}"))?;
         self.buffer.extend(records);
         Ok(())

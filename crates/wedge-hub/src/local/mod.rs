@@ -172,7 +172,7 @@ impl LocalHub {
             loop {
                 drain.outbox.wait_after(read_up_to).await;
                 let before = read_up_to;
-                let written = match drain.read(&mut read_up_to, FORWARD_BATCH) {
+                let written = match drain.outbox.read_from(&mut read_up_to, FORWARD_BATCH) {
                     Ok(records) if records.is_empty() => continue,
                     Ok(records) => self.clone().append(&drain, records).await,
                     Err(e) => Err(e.to_string()),

@@ -99,6 +99,7 @@ struct FileModule {
 struct FileRoute {
     from: Spanned<String>,
     to: Spanned<String>,
+    durable: Option<Spanned<bool>>,
 }
 
 /// The header of a WebAssembly component (magic, then layer 1 version 0x0d).
@@ -204,12 +205,24 @@ impl Deployment {
                     input: input.to_string(),
                 }
             };
+            let durable = match route.durable {
+                Some(durable) if *durable.get_ref() && to == Target::Upstream => {
+                    return Err(at.error(
+                        durable.span(),
+                        &format!("{field}.durable"),
+                        "`$upstream` is always durable (the outbox); `durable` is for routes to a module input",
+                    ));
+                }
+                Some(durable) => durable.into_inner(),
+                None => false,
+            };
             routes.insert(
                 name,
                 Route {
                     from_module: from_module.to_string(),
                     from_output: from_output.to_string(),
                     to,
+                    durable,
                 },
             );
         }

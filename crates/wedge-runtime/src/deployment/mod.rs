@@ -184,6 +184,9 @@ pub struct Route {
     pub from_output: String,
     /// Where messages go.
     pub to: Target,
+    /// Messages to a module input are kept on disk until the module has handled them (instead
+    /// of in its in-memory inbox), so a crash or power cut loses none.
+    pub durable: bool,
 }
 
 /// The destination of a route.

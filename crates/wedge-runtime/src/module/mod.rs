@@ -78,6 +78,9 @@ impl ModuleCtx {
 pub(crate) struct Delivery {
     pub input: String,
     pub message: Message,
+    /// Told once `on-message` has returned (whatever it returned): a durable route deletes the
+    /// message from its queue then.
+    pub handled: Option<oneshot::Sender<()>>,
 }
 
 /// The answer of a module to a direct method.

@@ -119,7 +119,13 @@ async fn serve(
             _ = next_tick(&mut ticker) => instance.on_tick().await,
             Some(delivery) = inbox.recv() => {
                 ctx.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                instance.on_message(&delivery.input, delivery.message).await
+                let outcome = instance.on_message(&delivery.input, delivery.message).await;
+                // A message that trapped the module counts as handled too: delivering it again
+                // would trap it again.
+                if let Some(handled) = delivery.handled {
+                    let _ = handled.send(());
+                }
+                outcome
             }
         };
         match outcome {

@@ -278,3 +278,19 @@ fn bad_values_are_refused() {
     );
     assert_error("[modules.a\n", &["wedge.toml:1:"]);
 }
+
+#[test]
+fn durable_routes_lead_to_module_inputs() {
+    let fx = Fixture::new();
+    let d = fx
+        .parse("[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a/out\", to = \"a/in\", durable = true }\n")
+        .unwrap();
+    assert!(d.routes["r"].durable);
+    let err = fx
+        .parse("[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a/out\", to = \"$upstream\", durable = true }\n")
+        .unwrap_err();
+    assert!(
+        err.contains("routes.r.durable") && err.contains("always durable"),
+        "{err}"
+    );
+}

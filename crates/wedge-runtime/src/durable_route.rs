@@ -1,0 +1,54 @@
+//! The forwarder of a durable route: moves messages from the route's queue on disk into the
+//! module's inbox one at a time, and deletes each from the queue only once `on-message` has
+//! returned. A crash at any point leaves the message in the queue: it is delivered again at the
+//! next start (at least once).
+
+use tokio::sync::{mpsc, oneshot};
+use wedge_store::Outbox;
+
+use crate::module::Delivery;
+use crate::upstream::UpstreamMessage;
+
+/// Records read from the queue at once.
+const READ_BATCH: usize = 64;
+
+/// Feeds `input` of the module behind `inbox` from `queue` until the module stops.
+pub(crate) async fn forward(
+    route: String,
+    queue: Outbox,
+    inbox: mpsc::Sender<Delivery>,
+    input: String,
+) {
+    let mut cursor = 0;
+    loop {
+        queue.wait_after(cursor).await;
+        let records = match queue.read_from(&mut cursor, READ_BATCH) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(route, error = %e, "cannot read the route's queue; stopping it");
+                return;
+            }
+        };
+        for (id, record) in records {
+            let message = match UpstreamMessage::from_record(&record) {
+                Ok(message) => message.message,
+                Err(e) => {
+                    tracing::error!(route, id, "dropping a damaged queued message: {e}");
+                    queue.acknowledge(&[id]);
+                    continue;
+                }
+            };
+            let (handled, done) = oneshot::channel();
+            let delivery = Delivery {
+                input: input.clone(),
+                message,
+                handled: Some(handled),
+            };
+            // Either fails only when the module is stopping: the message stays queued.
+            if inbox.send(delivery).await.is_err() || done.await.is_err() {
+                return;
+            }
+            queue.acknowledge(&[id]);
+        }
+    }
+}
