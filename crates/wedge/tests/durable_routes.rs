@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Host, body, module, wait_for};
 use wedge_test_artifacts::{COUNTER, ECHO};
 
@@ -38,11 +38,9 @@ fn delivered(host: &Host) -> BTreeSet<u64> {
 
 /// The counter's next number: everything below was accepted by the durable route.
 fn next(host: &Host) -> u64 {
-    let answer = host
-        .request(&json!({"op": "call", "module": "counter", "method": "next", "payload": "{}"}))
-        .unwrap();
-    let payload: Value = serde_json::from_str(answer["payload"].as_str().unwrap()).unwrap();
-    payload["next"].as_u64().unwrap()
+    host.call("counter", "next", &json!({}))["next"]
+        .as_u64()
+        .unwrap()
 }
 
 #[test]

@@ -44,11 +44,9 @@ fn outbox(host: &Host) -> Value {
 
 /// The counter's next number to send.
 fn next(host: &Host) -> u64 {
-    let answer = host
-        .request(&json!({"op": "call", "module": "counter", "method": "next", "payload": "{}"}))
-        .unwrap();
-    let payload: Value = serde_json::from_str(answer["payload"].as_str().unwrap()).unwrap();
-    payload["next"].as_u64().unwrap()
+    host.call("counter", "next", &json!({}))["next"]
+        .as_u64()
+        .unwrap()
 }
 
 /// The numbers received, in arrival order.

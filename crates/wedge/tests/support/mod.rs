@@ -119,6 +119,13 @@ impl Host {
         }
     }
 
+    /// Calls `method` of `module` through the control socket; returns its JSON answer.
+    pub fn call(&self, module: &str, method: &str, payload: &Value) -> Value {
+        let request = json!({"op": "call", "module": module, "method": method, "payload": payload.to_string()});
+        let answer = self.request(&request).unwrap();
+        serde_json::from_str(answer["payload"].as_str().unwrap()).unwrap()
+    }
+
     /// The status entry of `module`.
     pub fn module_status(&self, module: &str) -> Value {
         let status = self.request(&json!({"op": "status"})).unwrap();
