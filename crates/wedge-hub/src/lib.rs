@@ -1,6 +1,8 @@
-//! Upstreams of the wedge host: where `$upstream` telemetry goes and where desired
-//! configuration comes from. [`local::LocalHub`] is the embedded default: a hub in the data
-//! directory, so modules work with no cloud account.
+//! Upstreams of the wedge host: where `$upstream` telemetry goes (drained from the durable
+//! outbox, see [`Drain`]) and where desired configuration comes from. [`local::LocalHub`] is the
+//! embedded default: a hub in the data directory, so modules work with no cloud account;
+//! [`iothub`] speaks Azure IoT Hub's MQTT device protocol and [`mqtt`] any MQTT broker, both over
+//! the shared link in `link/`.
 #![deny(missing_docs)]
 
 mod drain;

@@ -1,6 +1,6 @@
 //! The deployment: which modules run, with what configuration and grants, and how their messages
-//! are routed. It is read from a `wedge.toml` file (see [`Deployment::load`]); later the twin's
-//! desired properties overlay it.
+//! are routed. It is read from a `wedge.toml` file (see [`Deployment::load`]); the desired
+//! configuration from the twin (or an MQTT config topic) overlays module configs at run time.
 
 mod allowed_hosts;
 mod file;
