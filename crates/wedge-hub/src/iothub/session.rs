@@ -1,4 +1,4 @@
-//! The IoT Hub upstream: a [`Protocol`] for the shared MQTT link. It connects with a fresh SAS
+//! The IoT Hub upstream: a `Protocol` for the shared MQTT link. It connects with a fresh SAS
 //! token (and reconnects before the token expires), or with an X.509 client certificate (no
 //! password, no renewal), addresses telemetry with IoT Hub's property-bag topics, feeds twin traffic to the I/O-free [`Twin`] machine, and hands desired
 //! configuration, direct methods and cloud-to-device messages to the host as [`HubEvent`]s.
