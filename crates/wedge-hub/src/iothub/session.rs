@@ -8,19 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use wedge_runtime::{MAX_BODY_BYTES, SendError, Upstream, UpstreamMessage};
 
 use super::connection_string::{ConnectionString, Credential};
 use super::sas;
 use super::topics::{self, Identity, Incoming, Telemetry};
-use super::twin::{Action, Twin};
+use super::twin::{Action, Twin, properties_patch};
 use crate::Drain;
 pub use crate::link::tls::{ClientIdentity, TlsFileError};
-use crate::link::{
-    self, Cloud, Commands, HubEvent, LinkHandle, LinkStatus, MAX_IN_FLIGHT, Protocol, Wire,
-};
+use crate::link::{self, Cloud, Commands, HubEvent, LinkHandle, LinkStatus, Protocol, Wire};
 
 /// IoT Hub's limit for one device-to-cloud message, topic (property bag) included.
 const MAX_MESSAGE_BYTES: usize = MAX_BODY_BYTES;
@@ -162,7 +160,7 @@ impl Upstream for IotHub {
     }
 
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {
-        self.report_raw(json!({ "wedge": { "modules": { module: { "properties": patch } } } }));
+        self.report_raw(properties_patch(module, patch));
         Ok(())
     }
 }
@@ -238,10 +236,6 @@ impl Protocol for IotHubProtocol {
                 self.identity.username(Some(topics::DEVICE_CLIENT_TYPE)),
                 password,
             )
-            .set_keep_alive(Duration::from_secs(60))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_MESSAGE_BYTES + 64 * 1024, MAX_MESSAGE_BYTES + 64 * 1024)
-            .set_inflight(MAX_IN_FLIGHT as u16 + 16)
             .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 self.tls.clone(),
             )));

@@ -623,6 +623,12 @@ pub fn ack(value: Value, status: u16, version: u64, description: Option<&str>) -
     ack
 }
 
+/// The reported patch carrying what module `module` reports with `twin.report`:
+/// `{"wedge": {"modules": {"<module>": {"properties": <patch>}}}}`.
+pub fn properties_patch(module: &str, patch: Value) -> Value {
+    json!({ "wedge": { "modules": { module: { "properties": patch } } } })
+}
+
 /// The reported patch acknowledging module `module`'s desired `config`:
 /// `{"wedge": {"modules": {"<module>": {"config": <ack>}}}}`, mirroring where it was desired.
 pub fn config_ack_patch(

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use wedge_runtime::{Message, Upstream, UpstreamMessage};
+use wedge_runtime::{MAX_BODY_BYTES, Message, Upstream, UpstreamMessage};
 
 use crate::Drain;
-pub(crate) use outbox::MAX_IN_FLIGHT;
-use outbox::Outbox;
+use outbox::{MAX_IN_FLIGHT, Outbox};
 pub use tls::CaFileError;
+/// Largest MQTT packet either way: a message body at its limit plus room for its topic.
+const MAX_PACKET_BYTES: usize = MAX_BODY_BYTES + 64 * 1024;
 /// Reconnect delays: doubled after each failure, with jitter, up to the cap.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -79,8 +80,9 @@ pub(crate) trait Protocol: Send + 'static {
     /// The peer, for log lines.
     const PEER: &'static str;
 
-    /// Options for the next connection, and how long until its credentials must be renewed
-    /// (by reconnecting).
+    /// Options for the next connection (peer, identity, credentials, transport; the link sets
+    /// the session settings), and how long until its credentials must be renewed (by
+    /// reconnecting).
     fn connect(&mut self) -> Result<(MqttOptions, Option<Duration>), String>;
 
     /// The topic a telemetry message is published on. `message_id` is unique per device and
@@ -306,7 +308,15 @@ impl<P: Protocol> Link<P> {
     /// One connection, from CONNECT until it fails (`Err`), its credentials need renewing
     /// (`Ok(true)`) or the handle is dropped (`Ok(false)`).
     async fn connection(&mut self) -> Result<bool, String> {
-        let (options, renew_in) = self.protocol.connect()?;
+        let (mut options, renew_in) = self.protocol.connect()?;
+        // The same for every cloud: a clean session (the link re-sends what was not
+        // acknowledged and the protocol subscribes again), room for the largest message with
+        // its topic, and rumqttc's window a little above the link's own.
+        options
+            .set_keep_alive(Duration::from_secs(60))
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_inflight(MAX_IN_FLIGHT as u16 + 16);
         let renew_at = renew_in.map(|d| tokio::time::Instant::now() + d);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
         let (event_tx, mut events) = mpsc::channel(256);

@@ -13,12 +13,13 @@ mod protocol;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use wedge_runtime::deployment::TopicTemplate;
 use wedge_runtime::{SendError, Upstream, UpstreamMessage};
 
 use crate::Drain;
+use crate::iothub::twin::properties_patch;
 use crate::link::{self, CaFileError, Cloud, HubEvent, LinkHandle, LinkStatus};
 use protocol::{Command, MqttProtocol};
 
@@ -127,7 +128,7 @@ impl Upstream for MqttUpstream {
     }
 
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {
-        self.report_raw(json!({ "wedge": { "modules": { module: { "properties": patch } } } }));
+        self.report_raw(properties_patch(module, patch));
         Ok(())
     }
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use wedge_runtime::UpstreamMessage;
 use wedge_runtime::json::merge_patch;
-use wedge_runtime::{MAX_BODY_BYTES, UpstreamMessage};
 
 use super::MqttUpstreamOptions;
 use crate::iothub::twin::module_configs;
-use crate::link::{HubEvent, MAX_IN_FLIGHT, Protocol, Wire};
+use crate::link::{HubEvent, Protocol, Wire};
 
 /// Requests from the handle.
 pub(super) enum Command {
@@ -94,11 +94,6 @@ impl Protocol for MqttProtocol {
     fn connect(&mut self) -> Result<(MqttOptions, Option<Duration>), String> {
         let o = &self.options;
         let mut options = MqttOptions::new(o.client_id.clone(), o.host.clone(), o.port);
-        options
-            .set_keep_alive(Duration::from_secs(60))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_BODY_BYTES + 64 * 1024, MAX_BODY_BYTES + 64 * 1024)
-            .set_inflight(MAX_IN_FLIGHT as u16 + 16);
         if let Some((username, password)) = &o.credentials {
             options.set_credentials(username.clone(), password.clone());
         }
