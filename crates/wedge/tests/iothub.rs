@@ -186,10 +186,7 @@ async fn a_wrong_token_is_refused_by_the_broker_and_reported() {
     let cloud = Cloud::start().await;
     let wrong = cloud.token.replace("sig=", "sig=x");
     let host = Host::start(&cloud.deployment(&wrong, &demo_pipeline()));
-    let link = wait_for("the refusal in wedge status", TIMEOUT, || {
-        let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
-        link["last-error"].is_string().then_some(link)
-    });
+    let link = host.wait_for_link_error(TIMEOUT);
     let error = link["last-error"].as_str().unwrap();
     assert!(error.contains("refused"), "{error}");
     assert!(
@@ -210,10 +207,7 @@ async fn an_expired_token_is_reported_and_not_sent() {
     let an_hour_ago = sas::unix_seconds(std::time::SystemTime::now()) - 3600;
     let expired = sas::token(KEY, &identity.sas_resource_uri(), None, an_hour_ago).unwrap();
     let host = Host::start(&cloud.deployment(expired.expose(), &demo_pipeline()));
-    let link = wait_for("the expiry in wedge status", TIMEOUT, || {
-        let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
-        link["last-error"].is_string().then_some(link)
-    });
+    let link = host.wait_for_link_error(TIMEOUT);
     assert!(
         link["last-error"].as_str().unwrap().contains("expired"),
         "{link}"

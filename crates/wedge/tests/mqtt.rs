@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::mqtt::{MqttSetup, PASSWORD};
-use support::{Host, module, wait_for};
+use support::{Host, module};
 use wedge_hub_emulator::{MqttObserver, Received};
 use wedge_test_artifacts::{FILTER, SENSOR};
 
@@ -81,11 +81,7 @@ async fn telemetry_arrives_on_the_templated_topic() {
 async fn a_wrong_password_is_refused_and_reported() {
     let setup = MqttSetup::start();
     let host = Host::start(&setup.deployment("not the password", &pipeline()));
-    let link = wait_for("a connection error in the status", TIMEOUT, || {
-        let status = host.request(&json!({"op": "status"})).unwrap();
-        let link = status["upstream"]["link"].clone();
-        link["last-error"].is_string().then_some(link)
-    });
+    let link = host.wait_for_link_error(TIMEOUT);
     assert_eq!(link["connected"], false);
     assert!(
         link["last-error"].as_str().unwrap().contains("refused"),

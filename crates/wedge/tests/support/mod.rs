@@ -126,6 +126,15 @@ impl Host {
         serde_json::from_str(answer["payload"].as_str().unwrap()).unwrap()
     }
 
+    /// Waits until the upstream link reports a connection error; returns the link's status
+    /// (`connected`, `last-error`, ...).
+    pub fn wait_for_link_error(&self, timeout: Duration) -> Value {
+        wait_for("a connection error in wedge status", timeout, || {
+            let link = self.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
+            link["last-error"].is_string().then_some(link)
+        })
+    }
+
     /// The status entry of `module`.
     pub fn module_status(&self, module: &str) -> Value {
         let status = self.request(&json!({"op": "status"})).unwrap();
