@@ -51,6 +51,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "counter",
         "Test guest sending consecutive numbers on `counts`, its progress in durable state.",
     ),
+    (
+        "PLAIN_CLI",
+        "plain_cli",
+        "Test guest: a WASI command component that does not export `wedge:edge/module`.",
+    ),
 ];
 
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with

@@ -179,45 +179,57 @@ fn stop(host: &mut Child) -> anyhow::Result<()> {
 }
 
 /// Installs Mosquitto from Debian's packages when it is missing: the MQTT tests start a real
-/// broker. Needs root (as on CI); otherwise says what to run.
+/// broker.
 fn ensure_mosquitto() -> anyhow::Result<()> {
-    let found = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    if found {
+    ensure_debian_package(
+        &["/usr/sbin/mosquitto", "/usr/bin/mosquitto"],
+        &["mosquitto", "mosquitto-clients"],
+        "an MQTT broker",
+    )
+}
+
+/// Installs Debian's `docker-registry` (the CNCF distribution registry) when it is missing: the
+/// module-source and deployment tests push to and pull from a real OCI registry.
+fn ensure_docker_registry() -> anyhow::Result<()> {
+    ensure_debian_package(
+        &["/usr/bin/docker-registry"],
+        &["docker-registry"],
+        "an OCI registry",
+    )
+}
+
+/// Installs `packages` with apt-get unless one of `binaries` exists. Needs root (as on CI);
+/// otherwise says what to run.
+fn ensure_debian_package(binaries: &[&str], packages: &[&str], what: &str) -> anyhow::Result<()> {
+    if binaries.iter().any(|p| Path::new(p).exists()) {
         return Ok(());
     }
     let is_root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let list = packages.join(" ");
     if !is_root {
-        bail!(
-            "the tests need Mosquitto: run `sudo apt-get install -y mosquitto mosquitto-clients`"
-        );
+        bail!("the tests need {what}: run `sudo apt-get install -y {list}`");
     }
-    eprintln!("xtask: installing mosquitto (apt-get)");
+    eprintln!("xtask: installing {list} (apt-get)");
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "mosquitto",
-            "mosquitto-clients",
-        ])
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     ensure_mosquitto()?;
+    ensure_docker_registry()?;
     run(cargo().args(["test", "--workspace"]).args(args))
 }
 
 fn bench() -> anyhow::Result<()> {
     ensure_mosquitto()?;
+    ensure_docker_registry()?;
     run(cargo().args(["bench", "-p", "wedge-store", "--bench", "outbox"]))?;
-    run(cargo().args(["bench", "-p", "wedge-hub", "--bench", "telemetry"]))
+    run(cargo().args(["bench", "-p", "wedge-host", "--bench", "telemetry"]))
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use wedge_runtime::UpstreamMessage;
+use wedge_core::UpstreamMessage;
 
 /// One stored telemetry message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ impl TelemetryRecord {
 mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
-    use wedge_runtime::Message;
+    use wedge_core::Message;
 
     fn upstream(body: &[u8]) -> UpstreamMessage {
         UpstreamMessage {

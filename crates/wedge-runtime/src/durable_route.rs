@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 use wedge_store::Outbox;
 
 use crate::module::Delivery;
-use crate::upstream::UpstreamMessage;
+use wedge_core::UpstreamMessage;
 
 /// Records read from the queue at once.
 const READ_BATCH: usize = 64;

@@ -19,14 +19,29 @@ pub enum EngineError {
     /// wasmtime refused the configuration or the linker.
     #[error("cannot set up the WebAssembly engine: {0:#}")]
     Setup(wasmtime::Error),
-    /// The file is not a component wedge can run.
-    #[error("{path}: {reason:#}")]
+    /// The binary is not a component wedge can run.
+    #[error("{what}: {reason:#}")]
     Compile {
-        /// The component file.
-        path: String,
+        /// Where the binary came from.
+        what: String,
         /// What wasmtime said.
         reason: wasmtime::Error,
     },
+}
+
+/// A compiled component whose imports the host provides and which exports `wedge:edge/module`:
+/// ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct ModuleImage {
+    pub(crate) pre: EdgeModulePre<HostState>,
+    sha256: String,
+}
+
+impl ModuleImage {
+    /// The sha256 (lowercase hex) of the `.wasm` it was compiled from.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 /// The shared engine and linker. Cheap to clone.
@@ -89,31 +104,46 @@ impl EngineCtx {
         &self.engine
     }
 
-    /// Compiles the component at `path` and resolves its imports against the linker, so that
-    /// instantiating it later cannot fail for a missing import.
+    /// Compiles the component in the file at `path` (see [`EngineCtx::compile`]).
     ///
     /// # Errors
-    /// [`EngineError::Compile`] naming the file: not a component, invalid, imports something
-    /// the host does not provide, or does not export `wedge:edge/module`.
-    pub fn compile(&self, path: &Path) -> Result<EdgeModulePre<HostState>, EngineError> {
+    /// [`EngineError::Compile`] naming the file, which may also be unreadable.
+    pub fn compile_file(&self, path: &Path) -> Result<ModuleImage, EngineError> {
+        let wasm = std::fs::read(path).map_err(|e| EngineError::Compile {
+            what: path.display().to_string(),
+            reason: e.into(),
+        })?;
+        self.compile(&wasm, &path.display().to_string())
+    }
+
+    /// Compiles the component `wasm` (from the cache when it holds this exact binary) and
+    /// resolves its imports against the linker and its exports against the `edge-module` world,
+    /// so that instantiating it later cannot fail for a missing import or export. `what` names
+    /// it in errors.
+    ///
+    /// # Errors
+    /// [`EngineError::Compile`]: not a component, invalid, imports something the host does not
+    /// provide, or does not export `wedge:edge/module`.
+    pub fn compile(&self, wasm: &[u8], what: &str) -> Result<ModuleImage, EngineError> {
         let error = |reason| EngineError::Compile {
-            path: path.display().to_string(),
+            what: what.to_string(),
             reason,
         };
+        let sha256 = wedge_store::sha256_hex(wasm);
         let component = match &self.cache_dir {
-            Some(dir) => self.cached(path, dir),
-            None => Component::from_file(&self.engine, path),
+            Some(dir) => self.cached(wasm, &sha256, dir),
+            None => Component::from_binary(&self.engine, wasm),
         }
         .map_err(error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
-        EdgeModulePre::new(pre).map_err(error)
+        let pre = EdgeModulePre::new(pre).map_err(error)?;
+        Ok(ModuleImage { pre, sha256 })
     }
 
-    /// The component at `path`, from the cache when it holds this exact `.wasm` compiled by
+    /// The component of `wasm`, from the cache when it holds this exact `.wasm` compiled by
     /// this engine; compiled (and cached) otherwise.
-    fn cached(&self, path: &Path, dir: &Path) -> wasmtime::Result<Component> {
-        let wasm = std::fs::read(path)?;
-        let artifact = dir.join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+    fn cached(&self, wasm: &[u8], sha256: &str, dir: &Path) -> wasmtime::Result<Component> {
+        let artifact = dir.join(format!("{sha256}.cwasm"));
         if artifact.is_file() {
             // SAFETY: `deserialize_file` runs the machine code in the file, so it must be what
             // `Component::serialize` of this wasmtime produced. It is: only `cached` writes this
@@ -127,7 +157,7 @@ impl EngineCtx {
                 Err(e) => tracing::info!(artifact = %artifact.display(), "recompiling: {e:#}"),
             }
         }
-        let component = Component::from_binary(&self.engine, &wasm)?;
+        let component = Component::from_binary(&self.engine, wasm)?;
         if let Err(e) = write_atomically(dir, &artifact, &component.serialize()?) {
             tracing::warn!(artifact = %artifact.display(), "cannot cache the compiled module: {e}");
         }
@@ -158,7 +188,7 @@ mod tests {
             .join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
 
         engine
-            .compile(Path::new(wedge_test_artifacts::ECHO))
+            .compile_file(Path::new(wedge_test_artifacts::ECHO))
             .unwrap();
         let compiled = std::fs::read(&artifact).expect("the artifact is written");
         assert!(
@@ -169,14 +199,14 @@ mod tests {
         // A second engine (a restart) loads it: the file is left as it is.
         let again = EngineCtx::new().unwrap().with_cache(dir.path().into());
         again
-            .compile(Path::new(wedge_test_artifacts::ECHO))
+            .compile_file(Path::new(wedge_test_artifacts::ECHO))
             .unwrap();
         assert_eq!(std::fs::read(&artifact).unwrap(), compiled);
 
         // Garbage in the cache is not run: the module is compiled again and the file replaced.
         std::fs::write(&artifact, b"\x7fELF garbage").unwrap();
         again
-            .compile(Path::new(wedge_test_artifacts::ECHO))
+            .compile_file(Path::new(wedge_test_artifacts::ECHO))
             .unwrap();
         assert_eq!(std::fs::read(&artifact).unwrap(), compiled);
     }

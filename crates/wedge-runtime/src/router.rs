@@ -8,9 +8,9 @@ use tokio::sync::mpsc;
 use wedge_store::{AppendError, Outbox};
 
 use crate::deployment::{Route, Target};
-use crate::message::{Message, SendError};
 use crate::module::Delivery;
-use crate::upstream::{Upstream, UpstreamMessage};
+use wedge_core::{Message, SendError};
+use wedge_core::{Upstream, UpstreamMessage};
 
 /// Routes messages. Module inboxes are bounded queues: a full inbox refuses the message with
 /// [`SendError::Full`] rather than blocking the sender, so a slow module cannot stall others

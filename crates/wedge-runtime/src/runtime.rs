@@ -7,18 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use wedge_store::{Outbox, Store};
+use wedge_core::{Message, SendError, Upstream};
+use wedge_store::{Outbox, OutboxLimits, Store};
 
-use crate::deployment::{C2D_OUTPUT, Deployment, Target, UPSTREAM};
+use crate::deployment::{C2D_OUTPUT, ModuleSpec, Route, Target, UPSTREAM};
 use crate::durable_route;
-use crate::engine::{EngineCtx, EngineError};
-use crate::json::merged;
-use crate::message::{Message, SendError};
-use crate::module::{Control, MethodResult, ModuleCtx, ModuleStatus, supervise};
+use crate::engine::{EngineCtx, ModuleImage};
+use crate::module::{
+    Control, Delivery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update, supervise,
+};
 use crate::router::Router;
-use crate::upstream::Upstream;
 
 /// Room for configuration and method requests waiting for one module.
 const CONTROL_QUEUE: usize = 16;
@@ -26,17 +26,12 @@ const CONTROL_QUEUE: usize = 16;
 /// Errors of the runtime's operations.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// A module could not be compiled; nothing was started.
-    #[error("module `{module}`: {source}")]
-    Compile {
-        /// The module.
-        module: String,
-        /// Why.
-        source: EngineError,
-    },
     /// No module of that name is running.
     #[error("no module named `{0}`")]
     UnknownModule(String),
+    /// A module of that name runs already.
+    #[error("a module named `{0}` runs already")]
+    Exists(String),
     /// The module rejected its new configuration; the previous one stays active.
     #[error("module `{module}` rejected the configuration: {reason}")]
     Rejected {
@@ -58,7 +53,8 @@ pub enum RuntimeError {
     },
 }
 
-/// The running modules of the host.
+/// The running modules of the host. Modules and routes can be added, changed and removed while
+/// the others run.
 pub struct Runtime {
     engine: EngineCtx,
     store: Store,
@@ -66,14 +62,40 @@ pub struct Runtime {
     upstream: Arc<dyn Upstream>,
     data_dir: PathBuf,
     modules: Mutex<BTreeMap<String, ModuleHandle>>,
-    /// The forwarders of durable routes.
-    forwarders: Mutex<Vec<JoinHandle<()>>>,
+    routes: Mutex<BTreeMap<String, RouteHandle>>,
+    /// Bumped whenever a module's health changes (see [`Runtime::changes`]).
+    changes: watch::Sender<u64>,
 }
 
 struct ModuleHandle {
     ctx: Arc<ModuleCtx>,
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
+}
+
+struct RouteHandle {
+    route: Route,
+    durable: Option<DurableRoute>,
+}
+
+/// A durable route's queue on disk and the task feeding its module from it.
+struct DurableRoute {
+    queue: Outbox,
+    forwarder: JoinHandle<()>,
+    /// The inbox the forwarder feeds; `None` if the module was not running.
+    inbox: Option<mpsc::Sender<Delivery>>,
+}
+
+impl DurableRoute {
+    /// Whether the forwarder still feeds the module's current inbox.
+    fn feeds(&self, inbox: Option<&mpsc::Sender<Delivery>>) -> bool {
+        match (&self.inbox, inbox) {
+            (Some(fed), Some(current)) => {
+                fed.same_channel(current) && !self.forwarder.is_finished()
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Runtime {
@@ -93,7 +115,8 @@ impl Runtime {
             upstream,
             data_dir,
             modules: Mutex::default(),
-            forwarders: Mutex::default(),
+            routes: Mutex::default(),
+            changes: watch::Sender::new(0),
         }
     }
 
@@ -101,92 +124,221 @@ impl Runtime {
         self.modules.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Compiles every module of `deployment`, then starts them all with their configuration
-    /// overlaid by `desired` (module name → JSON merge patch) and installs the routes.
+    fn routes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RouteHandle>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The engine modules are compiled with.
+    pub fn engine(&self) -> &EngineCtx {
+        &self.engine
+    }
+
+    /// Wakes whenever a module starts, fails, stops or is added or removed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Starts `name` running `image` with `config`. Routes to it deliver from now on.
     ///
     /// # Errors
-    /// [`RuntimeError::Compile`] for the first module that does not compile; then no module
-    /// is started.
-    pub async fn start(
+    /// [`RuntimeError::Exists`] if a module of that name runs.
+    pub fn add_module(
         &self,
-        deployment: &Deployment,
-        desired: &BTreeMap<String, Value>,
+        name: &str,
+        spec: ModuleSpec,
+        image: ModuleImage,
+        config: Value,
     ) -> Result<(), RuntimeError> {
-        let mut compiled = Vec::new();
-        for (name, spec) in &deployment.modules {
-            let engine = self.engine.clone();
-            let path = spec.path.clone();
-            let pre = tokio::task::spawn_blocking(move || engine.compile(&path))
-                .await
-                .expect("compilation does not panic")
-                .map_err(|source| RuntimeError::Compile {
-                    module: name.clone(),
-                    source,
-                })?;
-            compiled.push((name, spec, pre));
+        let mut modules = self.modules();
+        if modules.contains_key(name) {
+            return Err(RuntimeError::Exists(name.to_string()));
         }
-        // A durable route's queue is a store of its own, `DATA_DIR/routes/<route>/`.
-        let mut queues = BTreeMap::new();
-        for (name, route) in deployment.routes.iter().filter(|(_, r)| r.durable) {
-            let store =
-                Store::open(&self.data_dir.join("routes").join(name)).map_err(|source| {
-                    RuntimeError::Queue {
-                        route: name.clone(),
-                        source,
-                    }
-                })?;
-            queues.insert(name.clone(), (route, store.outbox(deployment.outbox)));
-        }
-        self.router.set_routes(
-            deployment
-                .routes
-                .iter()
-                .map(|(name, route)| (route, queues.get(name).map(|(_, q)| q.clone()))),
+        let data_dir = spec
+            .data_dir
+            .then(|| self.data_dir.join("modules").join(name));
+        let state = self.store.module_state(name, spec.state_quota_bytes);
+        let (inbox_tx, inbox_rx) = mpsc::channel(spec.inbox);
+        let ctx = Arc::new(ModuleCtx::new(
+            name.to_string(),
+            spec,
+            config,
+            data_dir,
+            self.router.clone(),
+            self.upstream.clone(),
+            state,
+            ModuleStats::new(image.sha256().to_string(), self.changes.clone()),
+        ));
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        self.router.set_inbox(name, inbox_tx);
+        let task = tokio::spawn(supervise(ctx.clone(), image, inbox_rx, control_rx));
+        modules.insert(
+            name.to_string(),
+            ModuleHandle {
+                ctx,
+                control: control_tx,
+                task,
+            },
         );
-        for (name, spec, pre) in compiled {
-            let config = match desired.get(name) {
-                Some(patch) => merged(&spec.config, patch),
-                None => spec.config.clone(),
-            };
-            let data_dir = spec
-                .data_dir
-                .then(|| self.data_dir.join("modules").join(name));
-            let ctx = Arc::new(ModuleCtx::new(
-                name.clone(),
-                spec.clone(),
-                config,
-                data_dir,
-                self.router.clone(),
-                self.upstream.clone(),
-                self.store.module_state(name, spec.state_quota_bytes),
-            ));
-            let (inbox_tx, inbox_rx) = mpsc::channel(spec.inbox);
-            let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-            self.router.set_inbox(name, inbox_tx);
-            let task = tokio::spawn(supervise(ctx.clone(), pre, inbox_rx, control_rx));
-            self.modules().insert(
-                name.clone(),
-                ModuleHandle {
-                    ctx,
-                    control: control_tx,
-                    task,
-                },
-            );
-        }
-        for (name, (route, queue)) in queues {
-            let Target::Module { module, input } = &route.to else {
-                continue; // only module targets can be durable
-            };
-            if let Some(inbox) = self.router.inbox(module) {
-                let forwarder = durable_route::forward(name, queue, inbox, input.clone());
-                self.forwarders().push(tokio::spawn(forwarder));
-            }
-        }
+        drop(modules);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
-    fn forwarders(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.forwarders.lock().unwrap_or_else(|e| e.into_inner())
+    /// Gives `module` new settings and, with `image`, a new binary, and starts a fresh
+    /// instance with `config` once the call it is in (if any) returns. Its inbox, durable
+    /// state and counters are kept: messages sent meanwhile wait in the inbox.
+    ///
+    /// # Errors
+    /// Unknown module, or it did not take the request within `timeout`.
+    pub async fn update_module(
+        &self,
+        module: &str,
+        spec: ModuleSpec,
+        image: Option<ModuleImage>,
+        config: Value,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        let (_, control) = self.handle(module)?;
+        let request = |reply| {
+            Control::Update(Box::new(Update {
+                spec,
+                image,
+                config,
+                reply,
+            }))
+        };
+        match ask(&control, request, timeout).await {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
+            Err(_) => Err(RuntimeError::Timeout(module.to_string(), timeout)),
+        }
+    }
+
+    /// Stops `module` (after the call it is in, if any) and forgets it; messages routed to it
+    /// are dropped from now on. Its durable state stays in the store.
+    ///
+    /// # Errors
+    /// [`RuntimeError::UnknownModule`].
+    pub async fn remove_module(&self, module: &str) -> Result<(), RuntimeError> {
+        let handle = self
+            .modules()
+            .remove(module)
+            .ok_or_else(|| RuntimeError::UnknownModule(module.to_string()))?;
+        self.router.remove_inbox(module);
+        drop(handle.control);
+        let _ = handle.task.await;
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    /// Makes `routes` the routing table. Routes that stay as they are keep running (a durable
+    /// route keeps its queue and forwarder); removed ones stop; a durable route's queue
+    /// (`DATA_DIR/routes/<route>/`) is opened with `limits` when it first appears. A durable
+    /// route whose module is not running waits until it is (the next call).
+    ///
+    /// # Errors
+    /// A new durable route's queue cannot be opened; then nothing changed.
+    pub fn set_routes(
+        &self,
+        routes: &BTreeMap<String, Route>,
+        limits: OutboxLimits,
+    ) -> Result<(), RuntimeError> {
+        let mut table = self.routes();
+        // Open every new queue first, so that a failure changes nothing.
+        let mut opened = BTreeMap::new();
+        for name in routes
+            .iter()
+            .filter(|(_, r)| r.durable)
+            .map(|(name, _)| name)
+        {
+            let kept = table.get(name).and_then(|h| h.durable.as_ref());
+            if kept.is_none() {
+                let store =
+                    Store::open(&self.data_dir.join("routes").join(name)).map_err(|source| {
+                        RuntimeError::Queue {
+                            route: name.clone(),
+                            source,
+                        }
+                    })?;
+                opened.insert(name.clone(), store.outbox(limits));
+            }
+        }
+        let mut next = BTreeMap::new();
+        for (name, route) in routes {
+            let previous = table.remove(name);
+            let unchanged = previous.as_ref().is_some_and(|p| p.route == *route);
+            let previous = previous.and_then(|p| p.durable);
+            let durable = match (route.durable, previous) {
+                (false, previous) => {
+                    if let Some(old) = previous {
+                        old.forwarder.abort();
+                    }
+                    None
+                }
+                (true, Some(old)) if unchanged && old.feeds(self.target_inbox(route).as_ref()) => {
+                    Some(old)
+                }
+                (true, previous) => {
+                    let queue = match previous {
+                        Some(old) => {
+                            old.forwarder.abort();
+                            old.queue
+                        }
+                        None => opened.remove(name).expect("opened above"),
+                    };
+                    Some(self.forward(name, route, queue))
+                }
+            };
+            next.insert(
+                name.clone(),
+                RouteHandle {
+                    route: route.clone(),
+                    durable,
+                },
+            );
+        }
+        // What is left in the old table was removed.
+        for (_, removed) in std::mem::take(&mut *table) {
+            if let Some(old) = removed.durable {
+                old.forwarder.abort();
+            }
+        }
+        self.router.set_routes(
+            next.values()
+                .map(|h| (&h.route, h.durable.as_ref().map(|d| d.queue.clone()))),
+        );
+        *table = next;
+        Ok(())
+    }
+
+    fn target_inbox(&self, route: &Route) -> Option<mpsc::Sender<Delivery>> {
+        match &route.to {
+            Target::Module { module, .. } => self.router.inbox(module),
+            Target::Upstream => None,
+        }
+    }
+
+    /// Starts the task feeding a durable route's module from its queue; with the module not
+    /// running there is no task (the next [`Runtime::set_routes`] starts one).
+    fn forward(&self, name: &str, route: &Route, queue: Outbox) -> DurableRoute {
+        let Target::Module { input, .. } = &route.to else {
+            unreachable!("only routes to a module input are durable")
+        };
+        let inbox = self.target_inbox(route);
+        let forwarder = match &inbox {
+            Some(inbox) => tokio::spawn(durable_route::forward(
+                name.to_string(),
+                queue.clone(),
+                inbox.clone(),
+                input.clone(),
+            )),
+            None => tokio::spawn(async {}),
+        };
+        DurableRoute {
+            queue,
+            forwarder,
+            inbox,
+        }
     }
 
     fn handle(
@@ -199,8 +351,8 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::UnknownModule(module.to_string()))
     }
 
-    /// Applies `desired` (a JSON merge patch over the module's deployment config) to a running
-    /// module through `on-config`, without restarting it.
+    /// Gives a running module its new configuration `config` through `on-config`, without
+    /// restarting it.
     ///
     /// # Errors
     /// Unknown module, the module rejected the configuration (the old one stays active), or it
@@ -208,11 +360,11 @@ impl Runtime {
     pub async fn configure(
         &self,
         module: &str,
-        desired: &Value,
+        config: &Value,
         timeout: Duration,
     ) -> Result<Value, RuntimeError> {
-        let (ctx, control) = self.handle(module)?;
-        let config = merged(&ctx.spec.config, desired);
+        let (_, control) = self.handle(module)?;
+        let config = config.clone();
         let request = |reply| Control::Configure {
             config: config.clone(),
             reply,
@@ -240,7 +392,7 @@ impl Runtime {
         payload: &str,
     ) -> Result<MethodResult, RuntimeError> {
         let (ctx, control) = self.handle(module)?;
-        let timeout = Duration::from_millis(ctx.spec.method_timeout_ms);
+        let timeout = Duration::from_millis(ctx.spec().method_timeout_ms);
         let request = |reply| Control::Method {
             name: method.to_string(),
             payload: payload.to_string(),
@@ -295,8 +447,10 @@ impl Runtime {
     /// Stops every module and waits for their tasks to end. Messages of durable routes not yet
     /// handled stay queued for the next start.
     pub async fn shutdown(&self) {
-        for forwarder in std::mem::take(&mut *self.forwarders()) {
-            forwarder.abort();
+        for (_, route) in std::mem::take(&mut *self.routes()) {
+            if let Some(durable) = route.durable {
+                durable.forwarder.abort();
+            }
         }
         let handles: Vec<ModuleHandle> =
             std::mem::take(&mut *self.modules()).into_values().collect();

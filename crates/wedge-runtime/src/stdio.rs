@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use crate::message::truncate;
+use wedge_core::truncate;
 
 /// Longest line kept; a longer one is split.
 const MAX_LINE: usize = 4 * 1024;

@@ -1,10 +1,8 @@
 //! `wedge`: runs WebAssembly edge modules and connects them to a hub.
 
-mod cloud;
+mod client;
 mod commands;
-mod control;
 mod data_dir;
-mod status;
 
 use std::path::PathBuf;
 
@@ -38,6 +36,9 @@ enum Command {
     Status(commands::status::Args),
     /// Invoke a direct method on a module of the running host.
     Call(commands::call::Args),
+    /// Apply a deployment document (JSON, the twin's `desired.wedge` shape) to the running
+    /// host's local hub and wait until it is applied or refused.
+    Deploy(commands::deploy::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +56,7 @@ fn main() -> std::process::ExitCode {
                 Command::Twin(command) => commands::twin::run(command, &data_dir).await,
                 Command::Status(args) => commands::status::run(args, &data_dir).await,
                 Command::Call(args) => commands::call::run(args, &data_dir).await,
+                Command::Deploy(args) => commands::deploy::run(args, &data_dir).await,
             }
         })
     });

@@ -108,5 +108,5 @@ fn a_component_that_is_not_a_wedge_module() {
         "[modules.broken]\npath = \"broken.wasm\"\n",
         &[("broken.wasm", &broken)],
     );
-    assert_names(&error, &["module `broken`", "broken.wasm"]);
+    assert_names(&error, &["modules.broken", "broken.wasm"]);
 }

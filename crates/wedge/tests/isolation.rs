@@ -27,7 +27,7 @@ alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
         Duration::from_secs(30),
         || {
             let status = host.module_status("trapper");
-            (status["state"] == "failing" && status["restarts"].as_u64() >= Some(1))
+            (status["state"] == "backoff" && status["restarts"].as_u64() >= Some(1))
                 .then_some(status)
         },
     );
@@ -69,7 +69,7 @@ fn a_module_over_its_cpu_limit_is_interrupted() {
     ));
     let busy = wait_for("busy to be interrupted", Duration::from_secs(30), || {
         let status = host.module_status("busy");
-        (status["state"] == "failing").then_some(status)
+        (status["state"] == "backoff").then_some(status)
     });
     assert!(
         busy["last-error"]
@@ -101,7 +101,7 @@ fn files_are_reachable_only_in_a_granted_data_dir() {
     ));
     let reported = |name: &str| {
         let twin = host.request(&json!({"op": "twin-get"})).unwrap();
-        let report = twin["reported"]["modules"][name].clone();
+        let report = twin["reported"]["wedge"]["modules"][name]["properties"].clone();
         (!report.is_null()).then_some(report)
     };
     let sandboxed = wait_for("sandboxed report", Duration::from_secs(30), || {

@@ -44,7 +44,7 @@ pub(crate) fn url_decode(s: &str) -> Option<String> {
         .map(|decoded| decoded.into_owned())
 }
 
-pub(crate) use wedge_runtime::truncate;
+pub(crate) use wedge_core::truncate;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use wedge_runtime::{MAX_BODY_BYTES, SendError, Upstream, UpstreamMessage};
+use wedge_core::{MAX_BODY_BYTES, SendError, Upstream, UpstreamMessage};
 
 use super::connection_string::{ConnectionString, Credential};
 use super::sas;
@@ -374,10 +374,13 @@ impl IotHubProtocol {
                         "twin publish while disconnected: it is re-sent on connect"
                     ),
                 },
-                Action::DesiredModules { version, modules } => {
+                Action::Desired { version, wedge } => {
                     let _ = self
                         .events
-                        .send(HubEvent::Desired { version, modules })
+                        .send(HubEvent::Desired {
+                            version,
+                            desired: wedge,
+                        })
                         .await;
                 }
                 Action::Warn(message) => tracing::warn!("twin: {message}"),
@@ -394,7 +397,11 @@ mod tests {
     fn drain() -> Drain {
         let store = wedge_store::Store::open_in_memory().unwrap();
         Drain {
-            outbox: store.outbox(wedge_runtime::deployment::default_outbox_limits()),
+            outbox: store.outbox(wedge_store::OutboxLimits {
+                max_bytes: 1 << 20,
+                ttl: None,
+                when_full: wedge_store::WhenFull::Reject,
+            }),
             id_prefix: "0".into(),
         }
     }

@@ -19,7 +19,7 @@
 
 use std::time::SystemTime;
 
-use wedge_runtime::Message;
+use wedge_core::Message;
 
 use super::{truncate, url_decode, url_encode};
 

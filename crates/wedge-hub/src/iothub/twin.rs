@@ -16,8 +16,8 @@
 //! - a GET answer replaces the document; patches kept meanwhile that are newer are then applied
 //!   in order, older ones dropped.
 //!
-//! What wedge reads from the desired section is `wedge.modules.<name>.config`
-//! ([`Action::DesiredModules`]).
+//! What wedge reads from the desired section is its `wedge` member, the desired deployment
+//! ([`Action::Desired`]).
 //!
 //! Reported properties ("Update device twin's reported properties"): one PATCH in flight at a
 //! time; patches reported meanwhile are composed into one where a single merge patch can say the
@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use wedge_runtime::json::merge_patch;
+use wedge_core::json::merge_patch;
 
 use super::topics::{Incoming, twin_get_topic, twin_reported_topic};
 
@@ -78,13 +78,13 @@ pub enum Action {
         /// The payload (empty for a GET).
         payload: Vec<u8>,
     },
-    /// The desired module configuration changed (or arrived for the first time): module name
-    /// to `desired.wedge.modules.<name>.config`, at desired `$version` `version`.
-    DesiredModules {
-        /// The desired `$version` this configuration is at.
+    /// The desired deployment (`desired.wedge`) changed, or arrived for the first time, at
+    /// desired `$version` `version`.
+    Desired {
+        /// The desired `$version` it is at.
         version: u64,
-        /// Module name to its `config`; modules without one are left out.
-        modules: BTreeMap<String, Value>,
+        /// `desired.wedge` (`{}` when absent).
+        wedge: Value,
     },
     /// Something to log: a failed request, a malformed document.
     Warn(String),
@@ -120,7 +120,7 @@ pub struct Twin {
     /// A GET answer may predate patches dropped from a full buffer: fetch again after it.
     get_again: bool,
     buffered: BTreeMap<u64, Value>,
-    emitted: Option<BTreeMap<String, Value>>,
+    emitted: Option<Value>,
 
     queue: VecDeque<Value>,
     in_flight: Option<(Request, Value)>,
@@ -168,12 +168,13 @@ impl Twin {
         self.desired.as_ref().map(|_| self.version)
     }
 
-    /// `desired.wedge.modules`: module name to its `config` (modules without one left out).
-    pub fn desired_modules(&self) -> BTreeMap<String, Value> {
+    /// `desired.wedge`, the desired deployment (`{}` when absent).
+    pub fn desired_wedge(&self) -> Value {
         self.desired
             .as_ref()
-            .map(module_configs)
-            .unwrap_or_default()
+            .and_then(|d| d.get("wedge"))
+            .cloned()
+            .unwrap_or_else(|| json!({}))
     }
 
     /// The reported `$version` from the last GET or acknowledged PATCH.
@@ -463,12 +464,12 @@ impl Twin {
     }
 
     fn emit_if_changed(&mut self, actions: &mut Vec<Action>) {
-        let modules = self.desired_modules();
-        if self.emitted.as_ref() != Some(&modules) {
-            self.emitted = Some(modules.clone());
-            actions.push(Action::DesiredModules {
+        let wedge = self.desired_wedge();
+        if self.emitted.as_ref() != Some(&wedge) {
+            self.emitted = Some(wedge.clone());
+            actions.push(Action::Desired {
                 version: self.version,
-                modules,
+                wedge,
             });
         }
     }
@@ -575,21 +576,6 @@ fn parse_document(body: &[u8]) -> Result<Document, String> {
     })
 }
 
-/// `desired.wedge.modules.<name>.config` for each module that has one.
-pub(crate) fn module_configs(desired: &Value) -> BTreeMap<String, Value> {
-    let Some(modules) = desired
-        .get("wedge")
-        .and_then(|w| w.get("modules"))
-        .and_then(Value::as_object)
-    else {
-        return BTreeMap::new();
-    };
-    modules
-        .iter()
-        .filter_map(|(name, module)| Some((name.clone(), module.get("config")?.clone())))
-        .collect()
-}
-
 /// One merge patch with the effect of applying `first` then `second`, when one exists.
 ///
 /// It does not when `first` sets a member to a non-object (or deletes it) and `second` patches
@@ -679,9 +665,19 @@ mod tests {
         })
     }
 
+    /// Module name to `config` in a desired deployment.
+    fn module_configs(wedge: &Value) -> BTreeMap<String, Value> {
+        wedge["modules"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, module)| Some((name.clone(), module.get("config")?.clone())))
+            .collect()
+    }
+
     fn modules(actions: &[Action]) -> Option<(u64, BTreeMap<String, Value>)> {
         actions.iter().find_map(|action| match action {
-            Action::DesiredModules { version, modules } => Some((*version, modules.clone())),
+            Action::Desired { version, wedge } => Some((*version, module_configs(wedge))),
             _ => None,
         })
     }
@@ -709,7 +705,7 @@ mod tests {
     }
 
     fn threshold(twin: &Twin) -> Option<i64> {
-        twin.desired_modules().get("filter")?["threshold"].as_i64()
+        module_configs(&twin.desired_wedge()).get("filter")?["threshold"].as_i64()
     }
 
     #[test]

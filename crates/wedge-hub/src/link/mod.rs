@@ -7,7 +7,6 @@
 mod outbox;
 pub(crate) mod tls;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use wedge_runtime::{MAX_BODY_BYTES, Message, Upstream, UpstreamMessage};
+use wedge_core::{MAX_BODY_BYTES, Message, Upstream, UpstreamMessage};
 
 use crate::Drain;
 use outbox::{MAX_IN_FLIGHT, Outbox};
@@ -29,12 +28,13 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// What the cloud asks of the host.
 #[derive(Debug)]
 pub enum HubEvent {
-    /// The desired configuration of modules (`wedge.modules.<name>.config`) at `version`.
+    /// The desired deployment (the twin's `desired.wedge`, or the `wedge` member of the MQTT
+    /// config document) at `version`.
     Desired {
         /// The desired version (the twin's `$version`; a counter for MQTT).
         version: u64,
-        /// Module name to its desired config overlay.
-        modules: BTreeMap<String, Value>,
+        /// The desired deployment, a JSON object (see `wedge_core::doc::DeploymentDoc`).
+        desired: Value,
     },
     /// A direct method; answer through `respond` with a status and a JSON payload.
     Method {

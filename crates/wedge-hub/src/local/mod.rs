@@ -3,7 +3,6 @@
 
 mod twin;
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use wedge_runtime::json::merged;
-use wedge_runtime::{SendError, Upstream, UpstreamMessage};
+use wedge_core::{SendError, Upstream, UpstreamMessage};
 
 pub use twin::TwinDocument;
 
 use crate::Drain;
+use crate::iothub::twin::properties_patch;
 use crate::telemetry_record::TelemetryRecord;
 
 /// Records moved from the outbox to the telemetry file at once.
@@ -99,40 +98,52 @@ impl LocalHub {
         self.twin().value().clone()
     }
 
-    /// The desired overlay of every module, to start modules with.
-    pub fn desired_modules(&self) -> BTreeMap<String, Value> {
-        self.twin().desired_modules()
+    /// `desired.wedge`, the desired deployment, and its `$version`.
+    pub fn desired(&self) -> (u64, Value) {
+        let twin = self.twin();
+        (twin.desired_version(), twin.desired_wedge().clone())
     }
 
-    /// Merges `patch` into the desired overlay of `module` and saves the twin. Returns the new
-    /// overlay and the previous one (to put back with [`LocalHub::restore_desired`] if the
-    /// module rejects the change).
+    /// Merges `patch` into `desired.wedge` and saves the twin. Returns the new desired
+    /// deployment, its `$version`, and the previous deployment (to put back with
+    /// [`LocalHub::restore_desired`] if it is refused).
     ///
     /// # Errors
     /// The twin cannot be saved; it is unchanged then.
-    pub fn patch_desired(
-        &self,
-        module: &str,
-        patch: &Value,
-    ) -> Result<(Value, Value), LocalHubError> {
+    pub fn patch_desired(&self, patch: &Value) -> Result<(Value, u64, Value), LocalHubError> {
         let mut twin = self.twin();
-        let previous = twin.desired(module);
-        let overlay = merged(&previous, patch);
         let mut updated = twin.clone();
-        updated.set_desired(module, overlay.clone());
+        let previous = updated.patch_desired(patch);
         self.save(&updated)?;
         *twin = updated;
-        Ok((overlay, previous))
+        Ok((
+            twin.desired_wedge().clone(),
+            twin.desired_version(),
+            previous,
+        ))
     }
 
-    /// Puts back a previous desired overlay of `module`.
+    /// Puts back a previous desired deployment.
     ///
     /// # Errors
     /// The twin cannot be saved.
-    pub fn restore_desired(&self, module: &str, overlay: Value) -> Result<(), LocalHubError> {
+    pub fn restore_desired(&self, wedge: Value) -> Result<(), LocalHubError> {
         let mut twin = self.twin();
         let mut updated = twin.clone();
-        updated.set_desired(module, overlay);
+        updated.set_desired(wedge);
+        self.save(&updated)?;
+        *twin = updated;
+        Ok(())
+    }
+
+    /// Merges `patch` (a JSON object) into the reported section, as it is.
+    ///
+    /// # Errors
+    /// The twin cannot be saved; it is unchanged then.
+    pub fn report_raw(&self, patch: &Value) -> Result<(), LocalHubError> {
+        let mut twin = self.twin();
+        let mut updated = twin.clone();
+        updated.report(patch);
         self.save(&updated)?;
         *twin = updated;
         Ok(())
@@ -233,12 +244,8 @@ impl Upstream for LocalHub {
     }
 
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {
-        let mut twin = self.twin();
-        let mut updated = twin.clone();
-        updated.report(module, &patch);
-        self.save(&updated).map_err(|e| e.to_string())?;
-        *twin = updated;
-        Ok(())
+        self.report_raw(&properties_patch(module, patch))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -251,17 +258,22 @@ mod tests {
     fn twin_survives_reopen_and_corruption_is_refused_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let hub = LocalHub::open(dir.path()).unwrap();
-        hub.patch_desired("filter", &json!({"threshold": 25}))
+        let config = |patch| json!({"modules": {"filter": {"config": patch}}});
+        hub.patch_desired(&config(json!({"threshold": 25})))
             .unwrap();
-        let (overlay, previous) = hub
-            .patch_desired("filter", &json!({"field": "pressure"}))
+        let (desired, version, previous) = hub
+            .patch_desired(&config(json!({"field": "pressure"})))
             .unwrap();
-        assert_eq!(overlay, json!({"threshold": 25, "field": "pressure"}));
-        hub.restore_desired("filter", previous).unwrap();
+        assert_eq!(
+            desired,
+            config(json!({"threshold": 25, "field": "pressure"}))
+        );
+        assert_eq!(version, 2);
+        hub.restore_desired(previous).unwrap();
         drop(hub);
 
         let hub = LocalHub::open(dir.path()).unwrap();
-        assert_eq!(hub.desired_modules()["filter"], json!({"threshold": 25}));
+        assert_eq!(hub.desired(), (3, config(json!({"threshold": 25}))));
         drop(hub);
 
         std::fs::write(dir.path().join(TWIN_FILE), "{not json").unwrap();

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
-use wedge_runtime::deployment::TopicTemplate;
-use wedge_runtime::{SendError, Upstream, UpstreamMessage};
+use wedge_core::TopicTemplate;
+use wedge_core::{SendError, Upstream, UpstreamMessage};
 
 use crate::Drain;
 use crate::iothub::twin::properties_patch;

@@ -6,11 +6,10 @@ use std::time::Duration;
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wedge_runtime::UpstreamMessage;
-use wedge_runtime::json::merge_patch;
+use wedge_core::UpstreamMessage;
+use wedge_core::json::merge_patch;
 
 use super::MqttUpstreamOptions;
-use crate::iothub::twin::module_configs;
 use crate::link::{HubEvent, Protocol, Wire};
 
 /// Requests from the handle.
@@ -62,12 +61,12 @@ impl MqttProtocol {
         let error = match document {
             Ok(document) if document.is_object() => {
                 self.config_version += 1;
-                let modules = module_configs(&document);
+                let desired = document.get("wedge").cloned().unwrap_or_else(|| json!({}));
                 let _ = self
                     .events
                     .send(HubEvent::Desired {
                         version: self.config_version,
-                        modules,
+                        desired,
                     })
                     .await;
                 Value::Null

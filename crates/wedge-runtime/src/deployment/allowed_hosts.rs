@@ -105,6 +105,11 @@ impl AllowedHosts {
         self.0.iter().any(|h| h.matches(scheme, host, port))
     }
 
+    /// The entries as `scheme://host:port` (which parse back to the same list).
+    pub fn entries(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+
     /// Whether the list is empty (no outbound HTTP).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -10,8 +10,9 @@ use toml::Spanned;
 use super::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
     DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_MQTT_TELEMETRY_TOPIC, DEFAULT_STATE_KB, Deployment,
-    ModuleSpec, MqttSpec, OutboxLimits, Route, SecretSource, Target, TopicTemplate, UPSTREAM,
-    UpstreamSpec, WhenFull, default_outbox_limits, is_valid_module_name,
+    DesiredStatus, ModuleDecl, ModuleSpec, MqttSpec, OutboxLimits, RestartPolicy, Route,
+    SecretSource, SourcesSpec, Target, TopicTemplate, UPSTREAM, UpstreamSpec, WhenFull,
+    default_outbox_limits, is_valid_module_name,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -28,6 +29,16 @@ struct FileDeployment {
     #[serde(default)]
     routes: BTreeMap<String, Spanned<FileRoute>>,
     outbox: Option<Spanned<FileOutbox>>,
+    sources: Option<Spanned<FileSources>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSources {
+    registry_auth_file: Option<PathBuf>,
+    registry_auth_env: Option<String>,
+    max_mb: Option<Spanned<u64>>,
+    timeout_s: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +103,7 @@ struct FileModule {
     inbox: Option<Spanned<u64>>,
     method_timeout_ms: Option<Spanned<u64>>,
     state_kb: Option<Spanned<u64>>,
+    restart_policy: Option<RestartPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +245,7 @@ impl Deployment {
             modules,
             routes,
             outbox: outbox_limits(&at, file.outbox)?,
+            sources: sources_spec(&at, base, file.sources)?,
         })
     }
 }
@@ -266,6 +279,42 @@ fn outbox_limits(
         };
     }
     Ok(limits)
+}
+
+fn sources_spec(
+    at: &Locator<'_>,
+    base: &Path,
+    sources: Option<Spanned<FileSources>>,
+) -> Result<SourcesSpec, DeploymentError> {
+    let mut spec = SourcesSpec::default();
+    let Some(sources) = sources else {
+        return Ok(spec);
+    };
+    let span = sources.span();
+    let sources = sources.into_inner();
+    let positive = |value: Spanned<u64>, field: &str| match *value.get_ref() {
+        0 => Err(at.error(value.span(), field, "must be greater than 0")),
+        n => Ok(n),
+    };
+    if let Some(max_mb) = sources.max_mb {
+        spec.max_bytes = positive(max_mb, "sources.max-mb")?.saturating_mul(1 << 20);
+    }
+    if let Some(timeout_s) = sources.timeout_s {
+        spec.timeout = std::time::Duration::from_secs(positive(timeout_s, "sources.timeout-s")?);
+    }
+    spec.registry_auth = match (sources.registry_auth_file, sources.registry_auth_env) {
+        (Some(_), Some(_)) => {
+            return Err(at.error(
+                span,
+                "sources",
+                "give only one of `registry-auth-file`, `registry-auth-env`",
+            ));
+        }
+        (Some(file), None) => Some(SecretSource::File(base.join(file))),
+        (None, Some(var)) => Some(SecretSource::Env(var)),
+        (None, None) => None,
+    };
+    Ok(spec)
 }
 
 fn upstream_spec(
@@ -437,7 +486,7 @@ fn module_spec(
     base: &Path,
     field: &str,
     module: FileModule,
-) -> Result<ModuleSpec, DeploymentError> {
+) -> Result<ModuleDecl, DeploymentError> {
     let path = base.join(module.path.get_ref());
     check_component(&path)
         .map_err(|e| at.error(module.path.span(), &format!("{field}.path"), &e))?;
@@ -480,8 +529,7 @@ fn module_spec(
         Some(DEFAULT_METHOD_TIMEOUT_MS),
     )?;
 
-    Ok(ModuleSpec {
-        path,
+    let spec = ModuleSpec {
         config,
         allowed_hosts,
         tick_ms,
@@ -492,7 +540,10 @@ fn module_spec(
         method_timeout_ms: method_timeout_ms.unwrap_or(DEFAULT_METHOD_TIMEOUT_MS),
         state_quota_bytes: usize::try_from(state_kb.unwrap_or(DEFAULT_STATE_KB) << 10)
             .unwrap_or(usize::MAX),
-    })
+        restart_policy: module.restart_policy.unwrap_or_default(),
+        status: DesiredStatus::Running,
+    };
+    Ok(ModuleDecl { path, spec })
 }
 
 /// Checks that `path` is a readable WebAssembly component, by its header.

@@ -4,16 +4,17 @@
 
 mod allowed_hosts;
 mod file;
-mod topic_template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use wedge_core::doc::{UPSTREAM, is_valid_module_name};
+pub use wedge_core::{DesiredStatus, RestartPolicy};
 pub use wedge_store::{OutboxLimits, WhenFull};
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use file::DeploymentError;
-pub use topic_template::{TemplateError, TopicTemplate};
+pub use wedge_core::{TemplateError, TopicTemplate};
 
 /// Default memory limit of one module instance.
 pub const DEFAULT_MEMORY_MB: u64 = 64;
@@ -37,12 +38,36 @@ pub struct Deployment {
     /// The upstream the host connects to.
     pub upstream: UpstreamSpec,
     /// Modules by name.
-    pub modules: BTreeMap<String, ModuleSpec>,
+    pub modules: BTreeMap<String, ModuleDecl>,
     /// Routes by name.
     pub routes: BTreeMap<String, Route>,
     /// How much `$upstream` telemetry is kept while the upstream cannot take it, and for how
     /// long.
     pub outbox: OutboxLimits,
+    /// How module binaries are fetched.
+    pub sources: SourcesSpec,
+}
+
+/// How module binaries named by a deployment (`https://…`, `oci://…`) are fetched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcesSpec {
+    /// Registry credentials: a Docker-style `config.json` (`{"auths": {"host:port": {"auth":
+    /// base64("user:password")}}}`) in a file or in an environment variable. Never in the twin.
+    pub registry_auth: Option<SecretSource>,
+    /// Largest binary accepted.
+    pub max_bytes: u64,
+    /// Longest one fetch may take.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for SourcesSpec {
+    fn default() -> Self {
+        SourcesSpec {
+            registry_auth: None,
+            max_bytes: 64 << 20,
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// The outbox limits when the deployment does not set them: 64 MiB, no expiry, refuse new
@@ -149,11 +174,18 @@ impl SecretSource {
     }
 }
 
-/// One module of the deployment.
+/// One module of the deployment file: where its binary is, and how it runs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModuleSpec {
+pub struct ModuleDecl {
     /// Absolute path of the component (`.wasm`).
     pub path: PathBuf,
+    /// How it runs.
+    pub spec: ModuleSpec,
+}
+
+/// How one module runs: its configuration, grants, limits and policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleSpec {
     /// Configuration passed to `init`, a JSON object.
     pub config: serde_json::Value,
     /// Outbound HTTP destinations the module may reach through `wasi:http`.
@@ -173,6 +205,10 @@ pub struct ModuleSpec {
     pub method_timeout_ms: u64,
     /// Quota of the module's durable state (keys plus values).
     pub state_quota_bytes: usize,
+    /// Whether a module that failed, or exited, is started again.
+    pub restart_policy: RestartPolicy,
+    /// Whether it should run at all.
+    pub status: DesiredStatus,
 }
 
 /// A route from one module output to a module input or the hub.
@@ -212,17 +248,5 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// The name of the hub as a route target, and as a route source (`$upstream/c2d`).
-pub const UPSTREAM: &str = "$upstream";
 /// The hub's output: cloud-to-device messages.
 pub const C2D_OUTPUT: &str = "c2d";
-
-/// Whether `name` may name a module: 1–64 characters of `a-z`, `0-9`, `-` and `_`, starting
-/// with a letter. Names appear in topics, file names and method names, hence the narrow set.
-pub fn is_valid_module_name(name: &str) -> bool {
-    name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}

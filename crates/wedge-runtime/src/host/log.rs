@@ -1,7 +1,7 @@
 //! `wedge:edge/log`: module log records become `tracing` events in the module's span.
 
 use crate::bindings::wedge::edge::log::{Host, Level};
-use crate::message::truncate;
+use wedge_core::truncate;
 
 use super::HostState;
 

@@ -47,7 +47,7 @@ impl HostState {
     /// # Errors
     /// If the granted data dir cannot be created or opened.
     pub(crate) fn new(module: Arc<ModuleCtx>) -> std::io::Result<Self> {
-        let spec = &module.spec;
+        let spec = module.spec();
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(LogStream::new(&module.name, "stdout"))
             .stderr(LogStream::new(&module.name, "stderr"))

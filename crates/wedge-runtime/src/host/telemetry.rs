@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use crate::bindings::wedge::edge::telemetry::Host;
 use crate::bindings::{WitMessage, WitSendError};
-use crate::message::{Message, SendError, truncate};
+use wedge_core::{Message, SendError, truncate};
 
 use super::HostState;
 

@@ -7,7 +7,7 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::engine::EPOCH_TICK;
 use crate::host::HostState;
-use crate::message::Message;
+use wedge_core::Message;
 
 use super::{MethodResult, ModuleCtx};
 
@@ -17,8 +17,23 @@ pub(crate) enum Outcome<T> {
     Done(T),
     /// The module returned an error; it can keep running.
     Refused(String),
-    /// The module trapped (or exceeded a limit); the instance must not be used again.
+    /// The module trapped (or exceeded a limit, or exited with an error status); the instance
+    /// must not be used again.
     Trapped(String),
+    /// The module exited with status 0 (`wasi:cli/exit`): it stopped cleanly. The instance
+    /// must not be used again.
+    Exited,
+}
+
+impl<T> Outcome<T> {
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Done(value) => Outcome::Done(f(value)),
+            Outcome::Refused(e) => Outcome::Refused(e),
+            Outcome::Trapped(e) => Outcome::Trapped(e),
+            Outcome::Exited => Outcome::Exited,
+        }
+    }
 }
 
 pub(crate) struct Instance {
@@ -54,7 +69,7 @@ impl Instance {
         });
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
-            Err(e) => return Outcome::Trapped(describe(&e)),
+            Err(e) => return trapped(&e),
         };
         let mut instance = Instance { store, bindings };
         let config = ctx.config().to_string();
@@ -65,9 +80,8 @@ impl Instance {
             .call_init(&mut instance.store, &config)
             .await;
         match outcome(result) {
-            Outcome::Done(()) => Outcome::Done(instance),
             Outcome::Refused(e) => Outcome::Refused(format!("init refused its configuration: {e}")),
-            Outcome::Trapped(e) => Outcome::Trapped(e),
+            other => other.map(|()| instance),
         }
     }
 
@@ -114,14 +128,10 @@ impl Instance {
             .wedge_edge_module()
             .call_on_method(&mut self.store, name, payload)
             .await;
-        match outcome(r) {
-            Outcome::Done(response) => Outcome::Done(MethodResult {
-                status: response.status,
-                payload: response.payload,
-            }),
-            Outcome::Refused(e) => Outcome::Refused(e),
-            Outcome::Trapped(e) => Outcome::Trapped(e),
-        }
+        outcome(r).map(|response| MethodResult {
+            status: response.status,
+            payload: response.payload,
+        })
     }
 }
 
@@ -129,7 +139,18 @@ fn outcome<T>(result: wasmtime::Result<Result<T, String>>) -> Outcome<T> {
     match result {
         Ok(Ok(value)) => Outcome::Done(value),
         Ok(Err(refusal)) => Outcome::Refused(refusal),
-        Err(trap) => Outcome::Trapped(describe(&trap)),
+        Err(trap) => trapped(&trap),
+    }
+}
+
+/// A call that ended in an error: a clean exit (`exit(0)`), or a failure.
+fn trapped<T>(error: &wasmtime::Error) -> Outcome<T> {
+    match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        Some(wasmtime_wasi::I32Exit(0)) => Outcome::Exited,
+        Some(wasmtime_wasi::I32Exit(status)) => {
+            Outcome::Trapped(format!("the module exited with status {status}"))
+        }
+        None => Outcome::Trapped(describe(error)),
     }
 }
 

@@ -5,14 +5,15 @@ mod stats;
 mod supervisor;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::oneshot;
 
+use wedge_core::{Message, Upstream};
+
+use crate::ModuleImage;
 use crate::deployment::ModuleSpec;
-use crate::message::Message;
 use crate::router::Router;
-use crate::upstream::Upstream;
 
 pub(crate) use stats::ModuleStats;
 pub use stats::{ModuleState, ModuleStatus};
@@ -22,7 +23,8 @@ pub(crate) use supervisor::supervise;
 /// module keeps its state, counters and active configuration.
 pub(crate) struct ModuleCtx {
     pub name: String,
-    pub spec: ModuleSpec,
+    /// Grants, limits and policies; replaced when the deployment changes them.
+    spec: RwLock<Arc<ModuleSpec>>,
     /// Host directory mounted at `/data`, if the deployment grants one.
     pub data_dir: Option<PathBuf>,
     pub router: Arc<Router>,
@@ -35,6 +37,7 @@ pub(crate) struct ModuleCtx {
 }
 
 impl ModuleCtx {
+    #[allow(clippy::too_many_arguments)] // one field each; a builder would only rename them
     pub(crate) fn new(
         name: String,
         spec: ModuleSpec,
@@ -43,17 +46,27 @@ impl ModuleCtx {
         router: Arc<Router>,
         upstream: Arc<dyn Upstream>,
         state: wedge_store::ModuleState,
+        stats: ModuleStats,
     ) -> Self {
         ModuleCtx {
             name,
-            spec,
+            spec: RwLock::new(Arc::new(spec)),
             data_dir,
             router,
             upstream,
             config: Mutex::new(config),
-            stats: ModuleStats::default(),
+            stats,
             state,
         }
+    }
+
+    /// The module's current grants, limits and policies.
+    pub(crate) fn spec(&self) -> Arc<ModuleSpec> {
+        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_spec(&self, spec: ModuleSpec) {
+        *self.spec.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
     }
 
     /// The active configuration.
@@ -107,4 +120,16 @@ pub(crate) enum Control {
     },
     /// Drop the instance and start a fresh one (state, counters and config are kept).
     Restart { reply: oneshot::Sender<()> },
+    /// Replace the module's settings and, with `image`, its binary, then start a fresh
+    /// instance with `config`. The inbox, state and counters stay: no message is lost, the one
+    /// being handled is finished first.
+    Update(Box<Update>),
+}
+
+/// What [`Control::Update`] carries.
+pub(crate) struct Update {
+    pub spec: ModuleSpec,
+    pub image: Option<ModuleImage>,
+    pub config: serde_json::Value,
+    pub reply: oneshot::Sender<()>,
 }

@@ -2,26 +2,28 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use serde::Serialize;
-
-use crate::message::truncate;
+use tokio::sync::watch;
+use wedge_core::truncate;
 
 /// Longest error text kept as a module's last error.
 const MAX_ERROR_LEN: usize = 1024;
 
-/// The health of a module.
+/// The health of a module, as edgeAgent names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModuleState {
-    /// Being instantiated and initialised.
-    Starting,
-    /// Its last call succeeded.
+    /// An instance is up (or being started).
     Running,
-    /// It trapped or failed to start, and has not completed a call since; it is restarted with
-    /// backoff.
-    Failing,
-    /// Removed or shut down.
+    /// It failed (trapped, exceeded a limit, refused to start or exited with an error) and
+    /// waits out a growing delay before the next start.
+    Backoff,
+    /// It failed and its restart policy does not restart it.
+    Failed,
+    /// Not running by request: desired `stopped`, a clean exit its policy does not restart,
+    /// removed, or the host is shutting down.
     Stopped,
 }
 
@@ -33,14 +35,22 @@ pub struct ModuleStatus {
     pub name: String,
     /// Its health.
     pub state: ModuleState,
+    /// The sha256 of the binary it runs.
+    pub sha256: String,
     /// Messages delivered to `on-message`.
     pub messages_in: u64,
     /// Messages accepted by `telemetry.send`.
     pub messages_out: u64,
     /// Calls that returned an error or trapped, and sends that were refused.
     pub errors: u64,
-    /// Times the module was restarted after a trap or failed start.
+    /// Times the module was restarted after a failure or on request.
     pub restarts: u64,
+    /// When its current (or last) instance started.
+    #[serde(serialize_with = "rfc3339")]
+    pub last_start: Option<SystemTime>,
+    /// When its last instance ended.
+    #[serde(serialize_with = "rfc3339")]
+    pub last_exit: Option<SystemTime>,
     /// The latest error, if any.
     pub last_error: Option<String>,
     /// The configuration the module runs with (deployment config overlaid with the desired
@@ -48,7 +58,13 @@ pub struct ModuleStatus {
     pub config: serde_json::Value,
 }
 
-#[derive(Default)]
+fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => s.serialize_str(&humantime::format_rfc3339_millis(*time).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 pub(crate) struct ModuleStats {
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
@@ -56,60 +72,93 @@ pub(crate) struct ModuleStats {
     pub call_errors: AtomicU64,
     pub restarts: AtomicU64,
     health: Mutex<Health>,
+    /// Bumped at every change of health, so that a reporter can wait for one.
+    changes: watch::Sender<u64>,
 }
 
 struct Health {
     state: ModuleState,
+    sha256: String,
+    last_start: Option<SystemTime>,
+    last_exit: Option<SystemTime>,
     last_error: Option<String>,
 }
 
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            state: ModuleState::Starting,
-            last_error: None,
+impl ModuleStats {
+    pub(crate) fn new(sha256: String, changes: watch::Sender<u64>) -> Self {
+        ModuleStats {
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            call_errors: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            health: Mutex::new(Health {
+                state: ModuleState::Running,
+                sha256,
+                last_start: None,
+                last_exit: None,
+                last_error: None,
+            }),
+            changes,
         }
     }
-}
 
-impl ModuleStats {
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    /// Changes the health and tells whoever watches.
+    fn change(&self, f: impl FnOnce(&mut Health)) {
+        f(&mut self.health.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A call completed (whatever the module answered): the module is healthy.
-    pub(crate) fn call_completed(&self) {
-        self.health().state = ModuleState::Running;
+    /// An instance of the binary `sha256` is being started.
+    pub(crate) fn starting(&self, sha256: &str) {
+        self.change(|h| {
+            h.state = ModuleState::Running;
+            h.sha256 = sha256.to_string();
+            h.last_start = Some(SystemTime::now());
+        });
+    }
+
+    /// The instance ended; `state` says what comes next (`error` why, if it failed).
+    pub(crate) fn exited(&self, state: ModuleState, error: Option<&str>) {
+        if error.is_some() {
+            self.call_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.change(|h| {
+            h.state = state;
+            h.last_exit = Some(SystemTime::now());
+            if let Some(error) = error {
+                h.last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
+            }
+        });
     }
 
     /// The module answered a call with an error; it keeps running.
     pub(crate) fn call_refused(&self, error: &str) {
         self.call_errors.fetch_add(1, Ordering::Relaxed);
-        self.health().last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
     }
 
-    /// The module trapped or could not start: it is failing until a call succeeds.
-    pub(crate) fn failed(&self, error: &str) {
-        self.call_errors.fetch_add(1, Ordering::Relaxed);
-        let mut health = self.health();
-        health.state = ModuleState::Failing;
-        health.last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
-    }
-
-    pub(crate) fn stopped(&self) {
-        self.health().state = ModuleState::Stopped;
+    /// A restart after a failure or on request.
+    pub(crate) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot(&self, name: &str, config: serde_json::Value) -> ModuleStatus {
-        let health = self.health();
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         ModuleStatus {
             name: name.to_string(),
             state: health.state,
+            sha256: health.sha256.clone(),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
             errors: self.call_errors.load(Ordering::Relaxed)
                 + self.send_errors.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            last_start: health.last_start,
+            last_exit: health.last_exit,
             last_error: health.last_error.clone(),
             config,
         }

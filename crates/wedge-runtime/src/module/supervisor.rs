@@ -1,19 +1,19 @@
 //! The task that owns a module: starts it, feeds it messages, ticks, configuration and methods
-//! one at a time, and restarts it with backoff when it traps.
+//! one at a time, swaps its binary when the deployment changes it, and restarts it after a
+//! failure as its restart policy says, with a growing delay.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
+use wedge_core::{DesiredStatus, RestartPolicy};
 
-use crate::bindings::EdgeModulePre;
-use crate::host::HostState;
+use crate::ModuleImage;
 
 use super::instance::{Instance, Outcome};
-use super::{Control, Delivery, MethodResult, ModuleCtx};
+use super::{Control, Delivery, MethodResult, ModuleCtx, ModuleState, Update};
 
 /// First delay before restarting a failed module; doubled after each failure up to the cap.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -22,7 +22,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Runs `ctx`'s module until its control channel closes.
 pub(crate) async fn supervise(
     ctx: Arc<ModuleCtx>,
-    pre: EdgeModulePre<HostState>,
+    mut image: ModuleImage,
     mut inbox: mpsc::Receiver<Delivery>,
     mut control: mpsc::Receiver<Control>,
 ) {
@@ -30,45 +30,113 @@ pub(crate) async fn supervise(
     async move {
         let mut backoff = BACKOFF_START;
         loop {
-            let failure = match Instance::start(&pre, ctx.clone()).await {
-                Outcome::Done(mut instance) => {
-                    tracing::info!("started");
-                    ctx.stats.call_completed();
-                    match serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await {
-                        Exit::Stop => break,
-                        Exit::Restart => {
-                            tracing::info!("restarting on request");
-                            ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        Exit::Trapped(e) => e,
-                    }
+            if ctx.spec().status == DesiredStatus::Stopped {
+                ctx.stats.exited(ModuleState::Stopped, None);
+                tracing::info!("stopped as desired");
+                match wait(&ctx, &mut control, &mut image, None, "stopped").await {
+                    Wake::Stop => break,
+                    Wake::Start | Wake::Updated => continue,
                 }
-                Outcome::Refused(e) | Outcome::Trapped(e) => e,
-            };
-            tracing::error!(error = %failure, restart_in = ?backoff, "module failed");
-            ctx.stats.failed(&failure);
-            if stopped_while_waiting(backoff, &ctx, &mut control).await {
-                break;
             }
-            backoff = (backoff * 2).min(BACKOFF_CAP);
-            ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
+            ctx.stats.starting(image.sha256());
+            let exit = match Instance::start(&image.pre, ctx.clone()).await {
+                Outcome::Done(mut instance) => {
+                    tracing::info!(sha256 = image.sha256(), "started");
+                    serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await
+                }
+                Outcome::Refused(e) | Outcome::Trapped(e) => Exit::Failed(e),
+                Outcome::Exited => Exit::Clean,
+            };
+            let policy = ctx.spec().restart_policy;
+            let (state, error, delay) = match exit {
+                Exit::Stop => {
+                    ctx.stats.exited(ModuleState::Stopped, None);
+                    break;
+                }
+                Exit::Restart => {
+                    tracing::info!("restarting on request");
+                    ctx.stats.restarted();
+                    continue;
+                }
+                Exit::Update(update) => {
+                    apply(&ctx, &mut image, update);
+                    backoff = BACKOFF_START;
+                    continue;
+                }
+                Exit::Failed(e) => match policy {
+                    RestartPolicy::Never => (ModuleState::Failed, Some(e), None),
+                    RestartPolicy::Always | RestartPolicy::OnFailure => {
+                        (ModuleState::Backoff, Some(e), Some(backoff))
+                    }
+                },
+                Exit::Clean => match policy {
+                    RestartPolicy::Always => (ModuleState::Backoff, None, Some(backoff)),
+                    RestartPolicy::OnFailure | RestartPolicy::Never => {
+                        (ModuleState::Stopped, None, None)
+                    }
+                },
+            };
+            match (&error, delay) {
+                (Some(e), Some(delay)) => {
+                    tracing::error!(error = %e, restart_in = ?delay, "module failed");
+                }
+                (Some(e), None) => {
+                    tracing::error!(error = %e, "module failed; restart-policy `never`");
+                }
+                (None, Some(delay)) => tracing::info!(restart_in = ?delay, "module exited"),
+                (None, None) => tracing::info!("module exited; not restarted (restart-policy)"),
+            }
+            ctx.stats.exited(state, error.as_deref());
+            let why = match state {
+                ModuleState::Failed => "failed",
+                ModuleState::Stopped => "stopped",
+                _ => "restarting",
+            };
+            let until = delay.map(|delay| Instant::now() + delay);
+            match wait(&ctx, &mut control, &mut image, until, why).await {
+                Wake::Stop => break,
+                Wake::Updated => backoff = BACKOFF_START,
+                Wake::Start => {
+                    if delay.is_some() {
+                        backoff = (backoff * 2).min(BACKOFF_CAP);
+                    }
+                    ctx.stats.restarted();
+                }
+            }
         }
-        ctx.stats.stopped();
         tracing::info!("stopped");
     }
     .instrument(span)
     .await
 }
 
+fn apply(ctx: &ModuleCtx, image: &mut ModuleImage, update: Box<Update>) {
+    ctx.set_spec(update.spec);
+    ctx.set_config(update.config);
+    if let Some(new) = update.image {
+        tracing::info!(
+            from = image.sha256(),
+            to = new.sha256(),
+            "replacing the binary"
+        );
+        *image = new;
+    }
+    let _ = update.reply.send(());
+}
+
 enum Exit {
     Stop,
     /// Asked to restart: a fresh instance at once, state and counters kept.
     Restart,
-    Trapped(String),
+    /// New settings or binary: a fresh instance at once.
+    Update(Box<Update>),
+    /// Trapped, over a limit, refused to start, or exited with an error.
+    Failed(String),
+    /// Exited with status 0.
+    Clean,
 }
 
-/// Feeds the running instance until it traps or the module is stopped.
+/// Feeds the running instance until it ends or the module is stopped.
 async fn serve(
     instance: &mut Instance,
     ctx: &ModuleCtx,
@@ -76,7 +144,7 @@ async fn serve(
     control: &mut mpsc::Receiver<Control>,
     backoff: &mut Duration,
 ) -> Exit {
-    let mut ticker = ctx.spec.tick_ms.map(|ms| {
+    let mut ticker = ctx.spec().tick_ms.map(|ms| {
         let mut ticker = tokio::time::interval(Duration::from_millis(ms));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticker
@@ -91,6 +159,7 @@ async fn serve(
                     let _ = reply.send(());
                     return Exit::Restart;
                 }
+                Some(Control::Update(update)) => return Exit::Update(update),
                 Some(Control::Configure { config, reply }) => {
                     let previous = ctx.set_config(config.clone());
                     let outcome = instance.on_config(&config.to_string()).await;
@@ -100,6 +169,7 @@ async fn serve(
                     let _ = reply.send(match &outcome {
                         Outcome::Done(()) => Ok(()),
                         Outcome::Refused(e) | Outcome::Trapped(e) => Err(e.clone()),
+                        Outcome::Exited => Err("the module exited".into()),
                     });
                     outcome
                 }
@@ -108,17 +178,14 @@ async fn serve(
                     let _ = reply.send(match &outcome {
                         Outcome::Done(result) => result.clone(),
                         Outcome::Refused(e) | Outcome::Trapped(e) => error_result(500, e),
+                        Outcome::Exited => error_result(500, "the module exited"),
                     });
-                    match outcome {
-                        Outcome::Done(_) => Outcome::Done(()),
-                        Outcome::Refused(e) => Outcome::Refused(e),
-                        Outcome::Trapped(e) => Outcome::Trapped(e),
-                    }
+                    outcome.map(drop)
                 }
             },
             _ = next_tick(&mut ticker) => instance.on_tick().await,
             Some(delivery) = inbox.recv() => {
-                ctx.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                ctx.stats.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let outcome = instance.on_message(&delivery.input, delivery.message).await;
                 // A message that trapped the module counts as handled too: delivering it again
                 // would trap it again.
@@ -129,45 +196,60 @@ async fn serve(
             }
         };
         match outcome {
-            Outcome::Done(()) => {
-                ctx.stats.call_completed();
-                *backoff = BACKOFF_START;
-            }
+            Outcome::Done(()) => *backoff = BACKOFF_START,
             Outcome::Refused(e) => {
                 tracing::warn!(error = %e, "call returned an error");
                 ctx.stats.call_refused(&e);
             }
-            Outcome::Trapped(e) => return Exit::Trapped(e),
+            Outcome::Trapped(e) => return Exit::Failed(e),
+            Outcome::Exited => return Exit::Clean,
         }
     }
 }
 
-/// Waits out a restart delay; true if the module was stopped meanwhile. Configuration that
-/// arrives meanwhile becomes active at the next start; methods are answered 503.
-async fn stopped_while_waiting(
-    delay: Duration,
+enum Wake {
+    Stop,
+    /// The delay is over, or a restart was asked for.
+    Start,
+    /// New settings or binary arrived.
+    Updated,
+}
+
+/// Waits while the module has no instance: until `until` (a restart delay) or, with `None`,
+/// until asked to start. Configuration that arrives meanwhile becomes active at the next start;
+/// methods are answered 503; an update or restart request starts the module at once.
+async fn wait(
     ctx: &ModuleCtx,
     control: &mut mpsc::Receiver<Control>,
-) -> bool {
-    let until = Instant::now() + delay;
+    image: &mut ModuleImage,
+    until: Option<Instant>,
+    why: &str,
+) -> Wake {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(until) => return false,
-            request = control.recv() => match request {
-                None => return true,
-                Some(Control::Configure { config, reply }) => {
-                    ctx.set_config(config);
-                    let _ = reply.send(Ok(()));
-                }
-                Some(Control::Method { reply, .. }) => {
-                    let _ = reply.send(error_result(503, "module is restarting"));
-                }
-                Some(Control::Restart { reply }) => {
-                    // Restart now rather than at the end of the backoff.
-                    let _ = reply.send(());
-                    return false;
-                }
+        let request = match until {
+            Some(until) => tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Wake::Start,
+                request = control.recv() => request,
             },
+            None => control.recv().await,
+        };
+        match request {
+            None => return Wake::Stop,
+            Some(Control::Configure { config, reply }) => {
+                ctx.set_config(config);
+                let _ = reply.send(Ok(()));
+            }
+            Some(Control::Method { reply, .. }) => {
+                let _ = reply.send(error_result(503, &format!("module is {why}")));
+            }
+            Some(Control::Restart { reply }) => {
+                let _ = reply.send(());
+                return Wake::Start;
+            }
+            Some(Control::Update(update)) => {
+                apply(ctx, image, update);
+                return Wake::Updated;
+            }
         }
     }
 }

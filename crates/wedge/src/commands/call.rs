@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::control::{Request, client};
+use wedge_host::control::Request;
+
+use crate::client;
 
 /// Arguments of `wedge call`.
 #[derive(clap::Args)]

@@ -15,13 +15,13 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let deployment = Deployment::load(&args.deployment)?;
     let engine = EngineCtx::new()?;
-    for (name, spec) in &deployment.modules {
+    for (name, module) in &deployment.modules {
         let engine = engine.clone();
-        let path = spec.path.clone();
-        tokio::task::spawn_blocking(move || engine.compile(&path))
+        let path = module.path.clone();
+        tokio::task::spawn_blocking(move || engine.compile_file(&path))
             .await?
             .map_err(|e| anyhow::anyhow!("module `{name}`: {e}"))?;
-        println!("ok  {name}  {}", spec.path.display());
+        println!("ok  {name}  {}", module.path.display());
     }
     println!(
         "{}: {} modules, {} routes",

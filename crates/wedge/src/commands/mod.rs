@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod check;
+pub mod deploy;
 pub mod run;
 pub mod status;
 pub mod tail;

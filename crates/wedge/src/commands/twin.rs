@@ -5,7 +5,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use crate::control::{Request, client};
+use wedge_host::control::Request;
+
+use crate::client;
 
 /// `wedge twin` subcommands.
 #[derive(clap::Subcommand)]
@@ -34,8 +36,9 @@ pub async fn run(command: Command, data_dir: &Path) -> anyhow::Result<()> {
             match module {
                 None => twin,
                 Some(m) => serde_json::json!({
-                    "desired": twin["desired"]["modules"][&m],
-                    "reported": twin["reported"]["modules"][&m],
+                    "desired": twin["desired"]["wedge"]["modules"][&m]["config"],
+                    "reported": twin["reported"]["wedge"]["modules"][&m]["properties"],
+                    "status": twin["reported"]["wedge"]["modules"][&m]["runtimeStatus"],
                 }),
             }
         }

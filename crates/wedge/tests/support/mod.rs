@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod files;
 pub mod http_server;
 pub mod iothub;
 pub mod mqtt;
@@ -95,6 +96,11 @@ impl Host {
         self.kill();
         self.child = spawn(&self.deployment.path, &self.data_dir, &self.log);
         self.wait_ready();
+    }
+
+    /// The process id of `wedge run`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the host logged so far.

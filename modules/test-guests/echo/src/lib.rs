@@ -1,5 +1,5 @@
-//! Test guest: forwards every message unchanged on output `out`, answers the `ping` method, and
-//! `sleep` before answering.
+//! Test guest: forwards every message unchanged on output `out`, answers the `ping` method,
+//! `sleep`s before answering, and `exit`s (`{"code": n}`, a `wasi:cli/exit`) on request.
 
 use serde_json::{Value, json};
 use wedge_sdk::{Config, Message, MethodResponse, Module, telemetry, twin};
@@ -39,13 +39,17 @@ impl Module for Echo {
             // Sleeps `{"ms": n}` (a WASI monotonic-clock wait, no CPU) before answering: a
             // module that answers late.
             "sleep" => {
-                let ms = payload["ms"].as_u64().ok_or("payload must be {\"ms\": <n>}")?;
+                let ms = payload["ms"]
+                    .as_u64()
+                    .ok_or("payload must be {\"ms\": <n>}")?;
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 Ok(MethodResponse {
                     status: 200,
                     payload: json!({"slept-ms": ms}).to_string(),
                 })
             }
+            // Ends the instance as a process would: status 0 is a clean stop.
+            "exit" => std::process::exit(payload["code"].as_i64().unwrap_or(0) as i32),
             _ => Err(format!("method `{name}` is not implemented")),
         }
     }

@@ -1,11 +1,15 @@
-//! Test guest: traps in `on-message`, to exercise the host's crash handling.
+//! Test guest: traps in `on-message`, or in `init` when its config says `{"trap-in-init":
+//! true}`, to exercise the host's crash handling.
 
 use wedge_sdk::{Config, Message, Module};
 
 struct Trapper;
 
 impl Module for Trapper {
-    fn init(_config: Config) -> Result<Self, String> {
+    fn init(config: Config) -> Result<Self, String> {
+        if config.value()["trap-in-init"] == true {
+            panic!("trapper: trap in init on purpose")
+        }
         Ok(Trapper)
     }
 

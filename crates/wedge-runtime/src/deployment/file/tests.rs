@@ -42,11 +42,12 @@ fn a_good_file_gives_resolved_modules_and_routes() {
     assert_eq!(d.upstream, UpstreamSpec::Local);
     let sensor = &d.modules["sensor"];
     assert_eq!(sensor.path, fx.dir.path().join("good.wasm"));
-    assert_eq!(sensor.tick_ms, Some(500));
-    assert_eq!(sensor.config["temperature"]["min"], 1.5);
-    assert_eq!(sensor.memory_mb, DEFAULT_MEMORY_MB);
+    assert_eq!(sensor.spec.tick_ms, Some(500));
+    assert_eq!(sensor.spec.config["temperature"]["min"], 1.5);
+    assert_eq!(sensor.spec.memory_mb, DEFAULT_MEMORY_MB);
     assert!(
         d.modules["filter"]
+            .spec
             .allowed_hosts
             .allows("http", "127.0.0.1", 8080)
     );

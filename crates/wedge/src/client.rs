@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::{Request, Response, SOCKET};
+use wedge_host::control::{Request, Response, SOCKET};
 
 /// Sends `request` to the host running on `data_dir` and returns its result.
 ///

@@ -2,34 +2,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use wedge_hub::Cloud;
-use wedge_hub::local::LocalHub;
-use wedge_runtime::{Runtime, RuntimeError};
-use wedge_store::Outbox;
+use wedge_runtime::RuntimeError;
 
 use super::{MAX_REQUEST, Request, Response, SOCKET};
+use crate::host::Host;
 use crate::status;
-
-/// How long a module gets to accept a configuration.
-const MODULE_DEADLINE: Duration = Duration::from_secs(10);
-
-/// What requests act on.
-pub struct Host {
-    /// The running modules.
-    pub runtime: Arc<Runtime>,
-    /// The `$upstream` outbox, for its counters.
-    pub outbox: Outbox,
-    /// The local hub (twin and telemetry), when it is the upstream.
-    pub local: Option<Arc<LocalHub>>,
-    /// The cloud connection (IoT Hub, MQTT), when it is the upstream.
-    pub cloud: Option<Arc<dyn Cloud>>,
-}
 
 /// The answer for twin requests when the desired configuration lives in the cloud.
 const TWIN_IN_CLOUD: &str = "the desired configuration lives in the cloud with this deployment: change it there (IoT Hub: `az iot hub device-twin update`; MQTT: the config topic)";
@@ -39,7 +21,7 @@ const TWIN_IN_CLOUD: &str = "the desired configuration lives in the cloud with t
 ///
 /// # Errors
 /// Another host is running, or the socket cannot be bound.
-pub async fn bind(data_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
+pub(crate) async fn bind(data_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
     let path = data_dir.join(SOCKET);
     if UnixStream::connect(&path).await.is_ok() {
         bail!(
@@ -53,8 +35,8 @@ pub async fn bind(data_dir: &Path) -> anyhow::Result<(UnixListener, PathBuf)> {
     Ok((listener, path))
 }
 
-/// Serves connections until the task is dropped.
-pub async fn serve(listener: UnixListener, host: Arc<Host>) {
+/// Serves connections until the task is aborted.
+pub(crate) async fn serve(listener: UnixListener, host: Arc<Host>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -97,9 +79,22 @@ async fn handle(request: Request, host: &Host) -> Response {
             Some(local) => Response::Ok(local.twin_document()),
             None => Response::Error(TWIN_IN_CLOUD.into()),
         },
-        Request::TwinSet { module, patch } => match &host.local {
-            Some(local) => twin_set(&host.runtime, local, &module, &patch).await,
-            None => Response::Error(TWIN_IN_CLOUD.into()),
+        Request::TwinSet { module, patch } => {
+            if host.runtime.config(&module).is_none() {
+                return Response::Error(RuntimeError::UnknownModule(module).to_string());
+            }
+            let deployment = json!({ "modules": { &module: { "config": patch } } });
+            match deploy(host, &deployment).await {
+                Ok(_) => Response::Ok(json!({
+                    "module": module,
+                    "config": host.runtime.config(&module),
+                })),
+                Err(e) => Response::Error(e),
+            }
+        }
+        Request::Deploy { deployment } => match deploy(host, &deployment).await {
+            Ok(answer) => Response::Ok(answer),
+            Err(e) => Response::Error(e),
         },
         Request::Call {
             module,
@@ -112,29 +107,23 @@ async fn handle(request: Request, host: &Host) -> Response {
     }
 }
 
-/// Stores the desired patch and applies it. The local twin is changed only if the module
-/// accepts the configuration: a rejected change is rolled back so that the next start does not
-/// run with a configuration the module refused.
-async fn twin_set(
-    runtime: &Runtime,
-    local: &LocalHub,
-    module: &str,
-    patch: &serde_json::Value,
-) -> Response {
-    if runtime.config(module).is_none() {
-        return Response::Error(RuntimeError::UnknownModule(module.to_string()).to_string());
-    }
-    let (overlay, previous) = match local.patch_desired(module, patch) {
-        Ok(change) => change,
-        Err(e) => return Response::Error(e.to_string()),
+/// Merges `patch` into the local twin's desired deployment and applies it. The twin keeps the
+/// change only if it was applied: a refused one is rolled back, so that the next start never
+/// runs what was refused.
+async fn deploy(host: &Host, patch: &Value) -> Result<Value, String> {
+    let Some(local) = &host.local else {
+        return Err(TWIN_IN_CLOUD.into());
     };
-    match runtime.configure(module, &overlay, MODULE_DEADLINE).await {
-        Ok(config) => Response::Ok(json!({ "module": module, "config": config })),
-        Err(e) => {
-            if let Err(restore) = local.restore_desired(module, previous) {
-                tracing::error!(error = %restore, "cannot roll back the desired properties");
-            }
-            Response::Error(e.to_string())
-        }
+    if !patch.is_object() {
+        return Err("a deployment is a JSON object (`{\"modules\": …, \"routes\": …}`)".into());
     }
+    let (desired, version, previous) = local.patch_desired(patch).map_err(|e| e.to_string())?;
+    let status = host.reconciler.apply(Some(version), &desired).await;
+    if status.code == 200 {
+        return Ok(json!({ "version": version, "status": status }));
+    }
+    if let Err(restore) = local.restore_desired(previous) {
+        tracing::error!(error = %restore, "cannot roll back the desired deployment");
+    }
+    Err(status.description)
 }

@@ -1,9 +1,8 @@
-//! The control endpoint: a Unix socket in the data directory, owned by `wedge run`, through
-//! which `wedge status` and `wedge twin` talk to the running host. One JSON request per line,
+//! The control endpoint: a Unix socket in the data directory, owned by the running host,
+//! through which `wedge status`, `wedge twin` and `wedge deploy` talk to it. One JSON request per line,
 //! one JSON response per line.
 
-pub mod client;
-pub mod server;
+pub(crate) mod server;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,12 +19,18 @@ pub enum Request {
     Status,
     /// The twin document.
     TwinGet,
-    /// Merge `patch` into the desired properties of `module` and apply them.
+    /// Merge `patch` into the desired `config` of `module` and apply it.
     TwinSet {
         /// The module.
         module: String,
         /// A JSON merge patch.
         patch: serde_json::Value,
+    },
+    /// Merge `deployment` (a desired deployment, `null` removes) into the local twin's
+    /// desired deployment and apply it; the answer says whether it was.
+    Deploy {
+        /// A JSON merge patch of `desired.wedge`.
+        deployment: serde_json::Value,
     },
     /// Invoke a direct method on a module.
     Call {

@@ -6,19 +6,19 @@
 //!
 //! Run with `cargo xtask bench`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
+use wedge_core::{Message, UpstreamMessage};
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::iothub::{sas, topics};
 use wedge_hub::{Cloud, Drain};
 use wedge_hub_emulator::{Broker, BrokerOptions, client_tls_config};
-use wedge_runtime::{Deployment, EngineCtx, Message, Runtime, UpstreamMessage};
+use wedge_runtime::{Deployment, EngineCtx, Runtime};
 use wedge_store::{Outbox, OutboxLimits, Store, WhenFull};
 use wedge_test_artifacts::COUNTER;
 
@@ -150,8 +150,16 @@ async fn module_e2e(broker: &Broker, identity: &topics::Identity, token: &str) -
     );
     let deployment = Deployment::parse(&dir.path().join("wedge.toml"), &toml).unwrap();
     let engine = EngineCtx::new().unwrap();
+    let module = &deployment.modules["counter"];
+    let image = engine.compile_file(&module.path).unwrap();
     let runtime = Runtime::new(engine, hub.clone(), store, outbox, dir.path().into());
-    runtime.start(&deployment, &BTreeMap::new()).await.unwrap();
+    let config = module.spec.config.clone();
+    runtime
+        .add_module("counter", module.spec.clone(), image, config)
+        .unwrap();
+    runtime
+        .set_routes(&deployment.routes, deployment.outbox)
+        .unwrap();
     let rate = all_acknowledged(&hub, Instant::now()).await;
     runtime.shutdown().await;
     rate

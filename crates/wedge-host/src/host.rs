@@ -1,0 +1,210 @@
+//! The host: a store, a runtime, an upstream and the control socket, started together on one
+//! data dir and stopped together.
+
+use std::hash::{BuildHasher, RandomState};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use wedge_core::Upstream;
+use wedge_hub::local::LocalHub;
+use wedge_hub::{Cloud, Drain};
+use wedge_runtime::deployment::SourcesSpec;
+use wedge_runtime::{Deployment, EngineCtx, Runtime};
+use wedge_source::{FetchOptions, RegistryAuth};
+use wedge_store::{Outbox, Store};
+
+use crate::base::base_document;
+use crate::cloud;
+use crate::control::server;
+use crate::reconcile::{Applied, Binaries, Reconciler, Reporter, report_modules};
+use crate::upstreams;
+
+/// A running host.
+pub struct Host {
+    /// The running modules.
+    pub(crate) runtime: Arc<Runtime>,
+    /// What applies desired deployments to them.
+    pub(crate) reconciler: Arc<Reconciler>,
+    /// The `$upstream` outbox, for its counters.
+    pub(crate) outbox: Outbox,
+    /// The local hub (twin and telemetry), when it is the upstream.
+    pub(crate) local: Option<Arc<LocalHub>>,
+    /// The cloud connection (IoT Hub, MQTT), when it is the upstream.
+    pub(crate) cloud: Option<Arc<dyn Cloud>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    socket: PathBuf,
+}
+
+impl Host {
+    /// Starts the deployment at `deployment` on `data_dir`: modules run with the configuration
+    /// last applied (kept in the store, so this works offline), the upstream connects in the
+    /// background, and the control socket `DATA_DIR/wedge.sock` answers.
+    ///
+    /// # Errors
+    /// The deployment is invalid, the data dir is in use or unusable, a module does not
+    /// compile, or the upstream cannot be set up.
+    pub async fn start(deployment: &Path, data_dir: &Path) -> anyhow::Result<Arc<Host>> {
+        let deployment = Deployment::load(deployment)?;
+        // The store first: it refuses a data dir another host has open, or one it cannot use,
+        // before anything else touches the directory.
+        let store = Store::open(data_dir)?;
+        let (listener, socket) = server::bind(data_dir).await?;
+        let engine = EngineCtx::new()?.with_cache(data_dir.join("compiled"));
+        let outbox = store.outbox(deployment.outbox);
+        let drain = Drain {
+            outbox: outbox.clone(),
+            id_prefix: store_id(&store).await?,
+        };
+        let mut tasks = Vec::new();
+        let (local, cloud, upstream): (_, _, Arc<dyn Upstream>) =
+            match upstreams::start_cloud(&deployment.upstream, drain.clone())? {
+                None => {
+                    let local = Arc::new(LocalHub::open(data_dir)?);
+                    tasks.push(local.clone().forward(drain));
+                    (Some(local.clone()), None, local)
+                }
+                Some((cloud, events)) => (None, Some((cloud.clone(), events)), cloud),
+            };
+        let runtime = Arc::new(Runtime::new(
+            engine.clone(),
+            upstream,
+            store.clone(),
+            outbox.clone(),
+            data_dir.to_path_buf(),
+        ));
+        let report: Reporter = match (&local, &cloud) {
+            (Some(local), _) => {
+                let local = local.clone();
+                Arc::new(move |patch| {
+                    if let Err(e) = local.report_raw(&patch) {
+                        tracing::error!(error = %e, "cannot write reported properties");
+                    }
+                })
+            }
+            (None, Some((cloud, _))) => {
+                let cloud = cloud.clone();
+                Arc::new(move |patch| cloud.report_raw(patch))
+            }
+            (None, None) => unreachable!("an upstream is local or a cloud"),
+        };
+        let binaries = Binaries {
+            engine,
+            blobs: store.blobs(),
+            fetch: fetch_options(&deployment.sources)?,
+        };
+        let reconciler = Arc::new(Reconciler::new(
+            runtime.clone(),
+            base_document(&deployment),
+            deployment.outbox,
+            binaries,
+            Applied::load(store.meta())?,
+            report.clone(),
+        ));
+        // What runs first: the local twin's desired deployment, or what was last applied from
+        // the cloud (so this works offline); the cloud's desired deployment follows when it is
+        // reachable. If that cannot be applied (a binary gone from the store), the file alone.
+        let (version, desired) = match &local {
+            Some(local) => {
+                let (version, desired) = local.desired();
+                (Some(version), desired)
+            }
+            None => reconciler.applied().desired(),
+        };
+        let status = reconciler.apply(version, &desired).await;
+        if status.code != 200 {
+            if desired == json!({}) {
+                bail!("{}", status.description);
+            }
+            tracing::error!(
+                "the last deployment cannot be applied ({}); starting the deployment file's modules",
+                status.description
+            );
+            let status = reconciler.apply(None, &json!({})).await;
+            if status.code != 200 {
+                bail!("{}", status.description);
+            }
+        }
+        tasks.push(tokio::spawn(report_modules(runtime.clone(), report)));
+        let cloud = match cloud {
+            None => None,
+            Some((cloud, events)) => {
+                tasks.push(tokio::spawn(cloud::serve(
+                    events,
+                    runtime.clone(),
+                    reconciler.clone(),
+                    cloud.clone(),
+                    outbox.clone(),
+                )));
+                Some(cloud)
+            }
+        };
+        tracing::info!(
+            deployment = %deployment.source.display(),
+            data_dir = %data_dir.display(),
+            modules = runtime.status().len(),
+            upstream = cloud.as_ref().map_or("local", |c| c.kind()),
+            "wedge is running"
+        );
+        let host = Arc::new(Host {
+            runtime,
+            reconciler,
+            outbox,
+            local,
+            cloud,
+            tasks: Mutex::new(tasks),
+            socket,
+        });
+        // The server holds the host until `shutdown` aborts it.
+        let server = tokio::spawn(server::serve(listener, host.clone()));
+        host.tasks().push(server);
+        Ok(host)
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops serving, stops every module and waits for them; removes the control socket.
+    pub async fn shutdown(&self) {
+        tracing::info!("shutting down");
+        for task in std::mem::take(&mut *self.tasks()) {
+            task.abort();
+        }
+        self.runtime.shutdown().await;
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// How binaries are fetched: the deployment file's limits and registry credentials (read
+/// here; never logged, never seen by modules).
+fn fetch_options(sources: &SourcesSpec) -> anyhow::Result<FetchOptions> {
+    use wedge_runtime::deployment::SecretSource;
+    let registry_auth = match &sources.registry_auth {
+        None => RegistryAuth::anonymous(),
+        Some(SecretSource::File(path)) => RegistryAuth::from_docker_config_file(path)?,
+        Some(SecretSource::Env(var)) => RegistryAuth::from_env(var)?,
+        Some(SecretSource::Inline(_)) => unreachable!("the file names a file or a variable"),
+    };
+    Ok(FetchOptions {
+        max_bytes: sources.max_bytes,
+        timeout: sources.timeout,
+        registry_auth,
+        ..FetchOptions::default()
+    })
+}
+
+/// The data dir's identity, the prefix of message ids: made once, kept in the store.
+async fn store_id(store: &Store) -> anyhow::Result<String> {
+    const NAME: &str = "store-id";
+    let meta = store.meta();
+    if let Some(id) = meta.get(NAME)? {
+        return String::from_utf8(id).context("the store id is not text");
+    }
+    let id = format!("{:016x}", RandomState::new().hash_one(SystemTime::now()));
+    meta.set(NAME, id.clone().into_bytes()).await?;
+    Ok(id)
+}
