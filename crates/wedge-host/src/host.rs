@@ -7,20 +7,21 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use wedge_core::Upstream;
 use wedge_hub::local::LocalHub;
 use wedge_hub::{Cloud, Drain};
 use wedge_runtime::deployment::SourcesSpec;
-use wedge_runtime::{Deployment, EngineCtx, Runtime};
+use wedge_runtime::{Deployment, EngineCtx, MethodResult, Runtime, RuntimeError};
 use wedge_source::{FetchOptions, RegistryAuth};
 use wedge_store::{Outbox, Store};
 
 use crate::base::base_document;
 use crate::cloud;
-use crate::control::server;
+use crate::control::server::{self, TWIN_IN_CLOUD};
 use crate::reconcile::{Applied, Binaries, Reconciler, Reporter, report_modules};
+use crate::status;
 use crate::upstreams;
 
 /// A running host.
@@ -162,6 +163,51 @@ impl Host {
         let server = tokio::spawn(server::serve(listener, host.clone()));
         host.tasks().push(server);
         Ok(host)
+    }
+
+    /// The status document: modules, upstream link, outbox (what `wedge status` shows).
+    pub fn status(&self) -> Value {
+        status::document(&self.runtime, &self.outbox, self.cloud.as_deref())
+    }
+
+    /// Calls `on-method` of `module`; a module that does not answer in its
+    /// `method-timeout-ms` gets 504.
+    ///
+    /// # Errors
+    /// No such module.
+    pub async fn invoke(
+        &self,
+        module: &str,
+        method: &str,
+        payload: &str,
+    ) -> Result<MethodResult, RuntimeError> {
+        self.runtime.invoke(module, method, payload).await
+    }
+
+    /// Merges `patch` into the local twin's desired deployment and applies it; the answer
+    /// carries the desired version and its status. The twin keeps the change only if it was
+    /// applied: a refused one is rolled back, so that the next start never runs what was
+    /// refused.
+    ///
+    /// # Errors
+    /// Why it was refused (nothing changed then), or that the upstream is a cloud, whose
+    /// twin is changed there.
+    pub async fn deploy(&self, patch: &Value) -> Result<Value, String> {
+        let Some(local) = &self.local else {
+            return Err(TWIN_IN_CLOUD.into());
+        };
+        if !patch.is_object() {
+            return Err("a deployment is a JSON object (`{\"modules\": …, \"routes\": …}`)".into());
+        }
+        let (desired, version, previous) = local.patch_desired(patch).map_err(|e| e.to_string())?;
+        let status = self.reconciler.apply(Some(version), &desired).await;
+        if status.code == 200 {
+            return Ok(json!({ "version": version, "status": status }));
+        }
+        if let Err(restore) = local.restore_desired(previous) {
+            tracing::error!(error = %restore, "cannot roll back the desired deployment");
+        }
+        Err(status.description)
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {

@@ -4,17 +4,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use wedge_runtime::RuntimeError;
 
 use super::{MAX_REQUEST, Request, Response, SOCKET};
 use crate::host::Host;
-use crate::status;
 
 /// The answer for twin requests when the desired configuration lives in the cloud.
-const TWIN_IN_CLOUD: &str = "the desired configuration lives in the cloud with this deployment: change it there (IoT Hub: `az iot hub device-twin update`; MQTT: the config topic)";
+pub(crate) const TWIN_IN_CLOUD: &str = "the desired configuration lives in the cloud with this deployment: change it there (IoT Hub: `az iot hub device-twin update`; MQTT: the config topic)";
 
 /// Binds the socket in `data_dir`. A socket left by a host that died is replaced; one that a
 /// running host answers on is an error, so two hosts never share a data dir.
@@ -70,11 +69,7 @@ async fn connection(stream: UnixStream, host: &Host) -> anyhow::Result<()> {
 
 async fn handle(request: Request, host: &Host) -> Response {
     match request {
-        Request::Status => Response::Ok(status::document(
-            &host.runtime,
-            &host.outbox,
-            host.cloud.as_deref(),
-        )),
+        Request::Status => Response::Ok(host.status()),
         Request::TwinGet => match &host.local {
             Some(local) => Response::Ok(local.twin_document()),
             None => Response::Error(TWIN_IN_CLOUD.into()),
@@ -84,7 +79,7 @@ async fn handle(request: Request, host: &Host) -> Response {
                 return Response::Error(RuntimeError::UnknownModule(module).to_string());
             }
             let deployment = json!({ "modules": { &module: { "config": patch } } });
-            match deploy(host, &deployment).await {
+            match host.deploy(&deployment).await {
                 Ok(_) => Response::Ok(json!({
                     "module": module,
                     "config": host.runtime.config(&module),
@@ -92,7 +87,7 @@ async fn handle(request: Request, host: &Host) -> Response {
                 Err(e) => Response::Error(e),
             }
         }
-        Request::Deploy { deployment } => match deploy(host, &deployment).await {
+        Request::Deploy { deployment } => match host.deploy(&deployment).await {
             Ok(answer) => Response::Ok(answer),
             Err(e) => Response::Error(e),
         },
@@ -105,25 +100,4 @@ async fn handle(request: Request, host: &Host) -> Response {
             Err(e) => Response::Error(e.to_string()),
         },
     }
-}
-
-/// Merges `patch` into the local twin's desired deployment and applies it. The twin keeps the
-/// change only if it was applied: a refused one is rolled back, so that the next start never
-/// runs what was refused.
-async fn deploy(host: &Host, patch: &Value) -> Result<Value, String> {
-    let Some(local) = &host.local else {
-        return Err(TWIN_IN_CLOUD.into());
-    };
-    if !patch.is_object() {
-        return Err("a deployment is a JSON object (`{\"modules\": …, \"routes\": …}`)".into());
-    }
-    let (desired, version, previous) = local.patch_desired(patch).map_err(|e| e.to_string())?;
-    let status = host.reconciler.apply(Some(version), &desired).await;
-    if status.code == 200 {
-        return Ok(json!({ "version": version, "status": status }));
-    }
-    if let Err(restore) = local.restore_desired(previous) {
-        tracing::error!(error = %restore, "cannot roll back the desired deployment");
-    }
-    Err(status.description)
 }

@@ -162,13 +162,7 @@ impl Reconciler {
             match self.runtime.configure(name, config, MODULE_DEADLINE).await {
                 Ok(_) => configured.push(name),
                 Err(e) => {
-                    for done in configured {
-                        let previous = &running.doc.modules[done].config;
-                        let _ = self
-                            .runtime
-                            .configure(done, previous, MODULE_DEADLINE)
-                            .await;
-                    }
+                    self.put_back(&configured, &running.doc).await;
                     let code = match e {
                         RuntimeError::Rejected { .. } => 400,
                         _ => 500,
@@ -184,13 +178,7 @@ impl Reconciler {
 
         // 3. The routes (opening new durable queues may fail: then put the configuration back).
         if let Err(e) = self.runtime.set_routes(&routes, self.queue_limits) {
-            for done in configured {
-                let previous = &running.doc.modules[done].config;
-                let _ = self
-                    .runtime
-                    .configure(done, previous, MODULE_DEADLINE)
-                    .await;
-            }
+            self.put_back(&configured, &running.doc).await;
             return Err(Refusal {
                 code: 500,
                 description: e.to_string(),
@@ -243,6 +231,16 @@ impl Reconciler {
         }
         running.doc = want;
         Ok(())
+    }
+
+    /// Gives `modules` back the configuration they ran with in `running`.
+    async fn put_back(&self, modules: &[&String], running: &DeploymentDoc) {
+        for name in modules {
+            let previous = &running.modules[*name].config;
+            if let Err(e) = self.runtime.configure(name, previous, MODULE_DEADLINE).await {
+                tracing::error!(module = %name, "cannot put the configuration back: {e}");
+            }
+        }
     }
 
     /// Acknowledges a module's desired `config`, where the desired section has one, in the IoT
