@@ -19,10 +19,13 @@ use wedge_store::{Outbox, Store};
 
 use crate::base::base_document;
 use crate::cloud;
-use crate::control::server::{self, TWIN_IN_CLOUD};
+use crate::control::server;
 use crate::reconcile::{Applied, Binaries, Reconciler, Reporter, report_modules};
 use crate::status;
 use crate::upstreams;
+
+/// The answer for twin requests when the desired deployment lives in the cloud.
+pub(crate) const TWIN_IN_CLOUD: &str = "the desired deployment lives in the cloud with this upstream: change it there (IoT Hub: `az iot hub device-twin update`; MQTT: the config topic)";
 
 /// A running host.
 pub struct Host {

@@ -10,6 +10,7 @@ mod cloud;
 pub mod control;
 mod host;
 mod reconcile;
+mod requests;
 mod status;
 mod upstreams;
 

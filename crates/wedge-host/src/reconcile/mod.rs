@@ -237,7 +237,11 @@ impl Reconciler {
     async fn put_back(&self, modules: &[&String], running: &DeploymentDoc) {
         for name in modules {
             let previous = &running.modules[*name].config;
-            if let Err(e) = self.runtime.configure(name, previous, MODULE_DEADLINE).await {
+            if let Err(e) = self
+                .runtime
+                .configure(name, previous, MODULE_DEADLINE)
+                .await
+            {
                 tracing::error!(module = %name, "cannot put the configuration back: {e}");
             }
         }
