@@ -231,5 +231,6 @@ fn bench() -> anyhow::Result<()> {
     ensure_mosquitto()?;
     ensure_docker_registry()?;
     run(cargo().args(["bench", "-p", "wedge-store", "--bench", "outbox"]))?;
-    run(cargo().args(["bench", "-p", "wedge-host", "--bench", "telemetry"]))
+    run(cargo().args(["bench", "-p", "wedge-host", "--bench", "telemetry"]))?;
+    run(cargo().args(["bench", "-p", "wedge-host", "--bench", "deploy"]))
 }
