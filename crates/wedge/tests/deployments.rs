@@ -188,6 +188,19 @@ fn the_cloud_adds_configures_swaps_and_removes_modules() {
             .is_none()
             .then_some(())
     });
+
+    // 5. A new tag without a pinned sha256 is fetched, not mistaken for the binary the module
+    // ran before; the counter carries on from its durable state.
+    let counter_v2 = new_version(&counter_wasm);
+    block_on(registry.push_wasm("wedge/counter", "2.0", &counter_v2)).unwrap();
+    let before = next(&host);
+    let upgrade =
+        json!({"modules": {"counter": {"source": registry.oci_source("wedge/counter:2.0")}}});
+    deploy(&host, &upgrade).unwrap();
+    wait_for("the counter running 2.0", TIMEOUT, || {
+        (host.module_status("counter")["sha256"] == sha256(&counter_v2)).then_some(())
+    });
+    assert!(next(&host) >= before, "state kept across the upgrade");
 }
 
 #[test]
@@ -299,4 +312,42 @@ fn a_restart_without_network_runs_what_the_cloud_deployed() {
     }
     assert_eq!(host.module_status("echo")["sha256"], sha256(&echo_wasm));
     eprintln!("offline restart to the first new message: {up:?}");
+}
+
+#[test]
+fn registry_credentials_come_from_the_device_and_stay_secret() {
+    const PASSWORD: &str = "s3cret-registry-password";
+    let registry = Registry::start_with_auth("edge", PASSWORD).unwrap();
+    let counter_wasm = std::fs::read(COUNTER).unwrap();
+    block_on(registry.push_wasm("wedge/counter", "1.0", &counter_wasm)).unwrap();
+    let deployment = json!({"modules": {"counter": {
+        "source": registry.oci_source("wedge/counter:1.0"), "tick-ms": 20 }}});
+
+    // Without credentials the registry refuses, and so does the deployment.
+    let host = Host::start(ONLY_AN_UPSTREAM);
+    let error = deploy(&host, &deployment).expect_err("no credentials");
+    assert!(
+        error.contains("modules.counter.source") && error.contains("not authorized"),
+        "{error}"
+    );
+    drop(host);
+
+    // With the device's credentials file (Docker's config.json), it runs.
+    let secrets = tempfile::tempdir().unwrap();
+    let auth = secrets.path().join("registry-auth.json");
+    registry
+        .write_docker_config(&auth, "edge", PASSWORD)
+        .unwrap();
+    let host = Host::start(&format!(
+        "{ONLY_AN_UPSTREAM}\n[sources]\nregistry-auth-file = {auth:?}\n"
+    ));
+    deploy(&host, &deployment).unwrap();
+    wait_for("the counter running", TIMEOUT, || {
+        (host.module_status("counter")["state"] == "running").then_some(())
+    });
+    let twin = host
+        .request(&json!({"op": "twin-get"}))
+        .unwrap()
+        .to_string();
+    assert!(!twin.contains(PASSWORD) && !host.log().contains(PASSWORD));
 }

@@ -18,7 +18,7 @@ struct Record {
     version: Option<u64>,
     /// The desired section as it was applied.
     desired: Value,
-    /// Module name to the sha256 of the binary it ran.
+    /// Each module's source to the sha256 of the binary it resolved to (a tag may move).
     sha256: BTreeMap<String, String>,
 }
 
@@ -59,24 +59,25 @@ impl Applied {
         (record.version, record.desired.clone())
     }
 
-    /// The sha256 of the binary `module` last ran.
-    pub(crate) fn sha256(&self, module: &str) -> Option<String> {
-        self.record().sha256.get(module).cloned()
+    /// The sha256 of the binary `source` resolved to when this was applied: what a restart
+    /// runs again (from the store) rather than fetching the source anew.
+    pub(crate) fn sha256(&self, source: &str) -> Option<String> {
+        self.record().sha256.get(source).cloned()
     }
 
-    /// Keeps what was just applied, durably, and lets the store forget binaries no module
-    /// runs any more.
+    /// Keeps what was just applied (`resolved`: module to its source and the sha256 that
+    /// resolved to), durably, and lets the store forget binaries no module runs any more.
     pub(crate) async fn save(
         &self,
         version: Option<u64>,
         desired: &Value,
-        sha256: &BTreeMap<String, String>,
+        resolved: &BTreeMap<String, (String, String)>,
         blobs: &Blobs,
     ) {
         let record = Record {
             version,
             desired: desired.clone(),
-            sha256: sha256.clone(),
+            sha256: resolved.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec(&record).expect("JSON values serialize");
         *self.record() = record;
@@ -84,7 +85,7 @@ impl Applied {
             tracing::error!(error = %e, "cannot keep the applied deployment for the next start");
             return;
         }
-        let keep: Vec<String> = sha256.values().cloned().collect();
+        let keep: Vec<String> = resolved.values().map(|(_, sha)| sha.clone()).collect();
         match blobs.retain(&keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

@@ -35,8 +35,8 @@ const MODULE_DEADLINE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Running {
     doc: DeploymentDoc,
-    /// The sha256 of each module's binary.
-    shas: BTreeMap<String, String>,
+    /// Each module's source and the sha256 of the binary it resolved to.
+    shas: BTreeMap<String, (String, String)>,
 }
 
 /// Applies desired deployments to the runtime, one at a time.
@@ -136,7 +136,7 @@ impl Reconciler {
         }
         let mut images: BTreeMap<String, ModuleImage> = BTreeMap::new();
         for name in diff.added.iter().chain(&diff.binary_changed) {
-            let known = self.applied.sha256(name);
+            let known = self.applied.sha256(&want.modules[name].source);
             let image = self
                 .binaries
                 .image(name, &want.modules[name], known.as_deref())
@@ -194,9 +194,9 @@ impl Reconciler {
         }
         for name in &diff.added {
             let image = images.remove(name).expect("resolved above");
-            running
-                .shas
-                .insert(name.clone(), image.sha256().to_string());
+            let source = want.modules[name].source.clone();
+            let resolved = (source, image.sha256().to_string());
+            running.shas.insert(name.clone(), resolved);
             let config = want.modules[name].config.clone();
             if let Err(e) = self
                 .runtime
@@ -208,9 +208,9 @@ impl Reconciler {
         for name in restarted {
             let image = images.remove(name);
             if let Some(image) = &image {
-                running
-                    .shas
-                    .insert(name.clone(), image.sha256().to_string());
+                let source = want.modules[name].source.clone();
+                let resolved = (source, image.sha256().to_string());
+                running.shas.insert(name.clone(), resolved);
             }
             let config = want.modules[name].config.clone();
             let spec = specs[name].clone();
