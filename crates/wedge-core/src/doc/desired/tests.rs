@@ -502,3 +502,18 @@ fn twenty_modules_fit_in_a_32k_desired_section() {
     );
     assert!(largest.is_some_and(|n| n >= 20));
 }
+
+/// The README's example deployment is a valid document: the documentation stays true.
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = include_str!("../../../../../README.md");
+    let section = &readme[readme
+        .find("## Deployments from the cloud")
+        .expect("the README has the section")..];
+    let start = section.find("```json\n").expect("a JSON block") + "```json\n".len();
+    let end = start + section[start..].find("```").expect("the block ends");
+    let example: Value = serde_json::from_str(&section[start..end]).expect("the example is JSON");
+    let doc = DeploymentDoc::from_value(&example).unwrap();
+    assert_eq!(doc.modules.len(), 2);
+    assert_eq!(doc.routes.len(), 3);
+}
