@@ -127,12 +127,17 @@ impl Host {
                 "the last deployment cannot be applied ({}); starting the deployment file's modules",
                 status.description
             );
-            let status = reconciler.apply(None, &json!({})).await;
-            if status.code != 200 {
-                bail!("{}", status.description);
+            let fallback = reconciler.apply(None, &json!({})).await;
+            if fallback.code != 200 {
+                bail!("{}", fallback.description);
             }
+            // What the cloud sees is the refusal of what it asked for, not the fallback.
+            report(json!({ "wedge": { "lastDesiredStatus": status } }));
         }
-        tasks.push(tokio::spawn(report_modules(runtime.clone(), report)));
+        tasks.push(tokio::spawn(report_modules(
+            runtime.clone(),
+            report.clone(),
+        )));
         let cloud = match cloud {
             None => None,
             Some((cloud, events)) => {

@@ -351,3 +351,32 @@ fn registry_credentials_come_from_the_device_and_stay_secret() {
         .to_string();
     assert!(!twin.contains(PASSWORD) && !host.log().contains(PASSWORD));
 }
+
+#[test]
+fn a_restart_whose_deployment_cannot_be_applied_runs_the_file_and_says_why() {
+    let binaries = tempfile::tempdir().unwrap();
+    let wasm = binaries.path().join("counter.wasm");
+    std::fs::copy(COUNTER, &wasm).unwrap();
+    let mut host = Host::start(&format!("{}[routes]\n", support::module("echo", ECHO, "")));
+    let deployment = json!({"modules": {"counter": {"source": wasm, "tick-ms": 20}}});
+    let version = deploy(&host, &deployment).unwrap()["version"].clone();
+
+    // The file the module came from is gone: the next start cannot run it.
+    std::fs::remove_file(&wasm).unwrap();
+    host.restart();
+    let names: Vec<String> = host.request(&json!({"op": "status"})).unwrap()["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["echo"], "the deployment file's modules run");
+    let status = reported(&host);
+    assert_eq!(status["lastDesiredVersion"], version, "{status}");
+    assert_eq!(status["lastDesiredStatus"]["code"], 400, "{status}");
+    let description = status["lastDesiredStatus"]["description"].as_str().unwrap();
+    assert!(
+        description.contains("modules.counter.source"),
+        "{description}"
+    );
+}
