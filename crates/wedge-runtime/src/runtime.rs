@@ -186,7 +186,8 @@ impl Runtime {
 
     /// Gives `module` new settings and, with `image`, a new binary, and starts a fresh
     /// instance with `config` once the call it is in (if any) returns. Its inbox, durable
-    /// state and counters are kept: messages sent meanwhile wait in the inbox.
+    /// state and counters are kept: messages sent meanwhile wait in the inbox, which keeps its
+    /// size (a new `inbox` in `spec` applies when the module is added again).
     ///
     /// # Errors
     /// Unknown module, or it did not take the request within `timeout`.
@@ -198,7 +199,17 @@ impl Runtime {
         config: Value,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
-        let (_, control) = self.handle(module)?;
+        let (ctx, control) = self.handle(module)?;
+        let inbox = ctx.spec().inbox;
+        let mut spec = spec;
+        if std::mem::replace(&mut spec.inbox, inbox) != inbox {
+            // The inbox is the channel messages wait in across the swap: it keeps its size.
+            tracing::warn!(
+                module,
+                inbox,
+                "the inbox keeps its size until the module is added again"
+            );
+        }
         let request = |reply| {
             Control::Update(Box::new(Update {
                 spec,
