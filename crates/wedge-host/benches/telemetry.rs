@@ -13,12 +13,13 @@ use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use wedge_core::{Message, UpstreamMessage};
+use wedge_host::config::Deployment;
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::iothub::{sas, topics};
 use wedge_hub::{Cloud, Drain};
 use wedge_hub_emulator::{Broker, BrokerOptions, client_tls_config};
-use wedge_runtime::{Deployment, EngineCtx, Runtime};
+use wedge_runtime::{EngineCtx, Runtime};
 use wedge_store::{Outbox, OutboxLimits, Store, WhenFull};
 use wedge_test_artifacts::COUNTER;
 

@@ -3,8 +3,9 @@
 //! handled the same way.
 
 use serde_json::{Value, json};
-use wedge_runtime::Deployment;
-use wedge_runtime::deployment::{DesiredStatus, RestartPolicy, Target, UPSTREAM};
+use wedge_runtime::spec::{DesiredStatus, RestartPolicy, Target, UPSTREAM};
+
+use crate::config::Deployment;
 
 /// `deployment`'s modules and routes in the shape of `desired.wedge`.
 pub(crate) fn base_document(deployment: &Deployment) -> Value {

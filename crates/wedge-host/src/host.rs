@@ -12,8 +12,9 @@ use tokio::task::JoinHandle;
 use wedge_core::Upstream;
 use wedge_hub::local::LocalHub;
 use wedge_hub::{Cloud, Drain};
-use wedge_runtime::deployment::SourcesSpec;
-use wedge_runtime::{Deployment, EngineCtx, MethodResult, Runtime, RuntimeError};
+use wedge_runtime::{EngineCtx, MethodResult, Runtime, RuntimeError};
+
+use crate::config::{Deployment, SourcesSpec};
 use wedge_source::{FetchOptions, RegistryAuth};
 use wedge_store::{Outbox, Store};
 
@@ -236,7 +237,7 @@ impl Host {
 /// How binaries are fetched: the deployment file's limits and registry credentials (read
 /// here; never logged, never seen by modules).
 fn fetch_options(sources: &SourcesSpec) -> anyhow::Result<FetchOptions> {
-    use wedge_runtime::deployment::SecretSource;
+    use crate::config::SecretSource;
     let registry_auth = match &sources.registry_auth {
         None => RegistryAuth::anonymous(),
         Some(SecretSource::File(path)) => RegistryAuth::from_docker_config_file(path)?,

@@ -7,6 +7,7 @@
 
 mod base;
 mod cloud;
+pub mod config;
 pub mod control;
 mod host;
 mod reconcile;

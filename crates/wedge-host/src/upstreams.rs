@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::config::{MqttSpec, UpstreamSpec};
 use anyhow::Context;
 use tokio::sync::mpsc;
 use wedge_core::TopicTemplate;
@@ -10,7 +11,6 @@ use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{ClientIdentity, IotHub, IotHubOptions};
 use wedge_hub::mqtt::{MqttUpstream, MqttUpstreamOptions};
 use wedge_hub::{Cloud, Drain, HubEvent};
-use wedge_runtime::deployment::{MqttSpec, UpstreamSpec};
 
 /// A started cloud upstream and the events it brings.
 pub(crate) type CloudLink = (Arc<dyn Cloud>, mpsc::Receiver<HubEvent>);

@@ -1,15 +1,14 @@
 //! The wedge runtime: runs WebAssembly edge modules (components targeting the `wedge:edge` WIT
 //! world) on one wasmtime engine, routes their messages, and applies their configuration.
 //!
-//! The pieces, from the outside in: a [`Deployment`] says what runs; the [`Runtime`] compiles
-//! and starts each module under a supervisor task; each module instance has its own store with
+//! The pieces, from the outside in: the [`Runtime`] starts each module (a compiled
+//! [`ModuleImage`] and its [`spec::ModuleSpec`]) under a supervisor task; each module instance has its own store with
 //! WASI p2 granting nothing ambient, `wasi:http` limited to its allow-list, and the host imports
 //! in `host/`; the router carries messages between module outputs, inputs and the
 //! [`wedge_core::Upstream`].
 #![deny(missing_docs)]
 
 mod bindings;
-pub mod deployment;
 mod durable_route;
 mod engine;
 mod host;
@@ -18,9 +17,9 @@ mod module;
 mod outbound_http;
 mod router;
 mod runtime;
+pub mod spec;
 mod stdio;
 
-pub use deployment::Deployment;
 pub use engine::{EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
 pub use module::{MethodResult, ModuleState, ModuleStatus};
 pub use runtime::{Runtime, RuntimeError};

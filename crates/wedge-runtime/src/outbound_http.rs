@@ -2,7 +2,7 @@
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::deployment::AllowedHosts;
+use crate::spec::AllowedHosts;
 
 /// The `wasi:http` hooks of one module: deny by default, then the standard client.
 pub(crate) struct OutboundHttp {

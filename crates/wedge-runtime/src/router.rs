@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use wedge_store::{AppendError, Outbox};
 
-use crate::deployment::{Route, Target};
 use crate::module::Delivery;
+use crate::spec::{Route, Target};
 use wedge_core::{Message, SendError};
 use wedge_core::{Upstream, UpstreamMessage};
 

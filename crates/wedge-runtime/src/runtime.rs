@@ -12,13 +12,13 @@ use tokio::task::JoinHandle;
 use wedge_core::{Message, SendError, Upstream};
 use wedge_store::{Outbox, OutboxLimits, Store};
 
-use crate::deployment::{C2D_OUTPUT, ModuleSpec, Route, Target, UPSTREAM};
 use crate::durable_route;
 use crate::engine::{EngineCtx, ModuleImage};
 use crate::module::{
     Control, Delivery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update, supervise,
 };
 use crate::router::Router;
+use crate::spec::{C2D_OUTPUT, ModuleSpec, Route, Target, UPSTREAM};
 
 /// Room for configuration and method requests waiting for one module.
 const CONTROL_QUEUE: usize = 16;

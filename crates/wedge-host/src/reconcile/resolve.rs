@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use wedge_core::doc::{DeploymentDoc, ModuleDoc, RouteSink, RouteSource};
-use wedge_runtime::deployment::{
+use wedge_runtime::spec::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
     DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, ModuleSpec, Route, Target, UPSTREAM,
 };

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use wedge_core::{Message, Upstream};
 
 use crate::ModuleImage;
-use crate::deployment::ModuleSpec;
 use crate::router::Router;
+use crate::spec::ModuleSpec;
 
 pub(crate) use stats::ModuleStats;
 pub use stats::{ModuleState, ModuleStatus};

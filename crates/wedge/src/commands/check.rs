@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use wedge_runtime::{Deployment, EngineCtx};
+use wedge_host::config::Deployment;
+use wedge_runtime::EngineCtx;
 
 /// Arguments of `wedge check`.
 #[derive(clap::Args)]

@@ -1,33 +1,21 @@
-//! The deployment: which modules run, with what configuration and grants, and how their messages
-//! are routed. It is read from a `wedge.toml` file (see [`Deployment::load`]); the desired
-//! configuration from the twin (or an MQTT config topic) overlays module configs at run time.
+//! The deployment file, `wedge.toml`: the upstream the host connects to, how much it keeps
+//! while offline, how module binaries are fetched, and the modules and routes it starts with
+//! (the base a desired deployment is merged over). Read by [`Deployment::load`]; every error
+//! names the file, line, column and field.
 
-mod allowed_hosts;
 mod file;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use wedge_core::doc::{UPSTREAM, is_valid_module_name};
-pub use wedge_core::{DesiredStatus, RestartPolicy};
-pub use wedge_store::{OutboxLimits, WhenFull};
+use wedge_core::TopicTemplate;
+use wedge_runtime::spec::{ModuleSpec, Route};
+use wedge_store::{OutboxLimits, WhenFull};
 
-pub use allowed_hosts::{AllowedHost, AllowedHosts};
 pub use file::DeploymentError;
-pub use wedge_core::{TemplateError, TopicTemplate};
 
-/// Default memory limit of one module instance.
-pub const DEFAULT_MEMORY_MB: u64 = 64;
-/// Default CPU budget of one call into a module.
-pub const DEFAULT_CPU_MS_PER_CALL: u64 = 1_000;
-/// Default time a module gets to answer a direct method before the caller gets 504.
-pub const DEFAULT_METHOD_TIMEOUT_MS: u64 = 30_000;
-/// Default quota of one module's durable state (keys plus values).
-pub const DEFAULT_STATE_KB: u64 = 1024;
 /// Default size of the outbox.
 pub const DEFAULT_OUTBOX_KB: u64 = 64 << 10;
-/// Default capacity of each module's inbox (messages routed to it and not yet delivered).
-pub const DEFAULT_INBOX: usize = 1_024;
 
 /// A validated deployment: every module file exists and is a component, every route names
 /// modules that exist.
@@ -182,71 +170,3 @@ pub struct ModuleDecl {
     /// How it runs.
     pub spec: ModuleSpec,
 }
-
-/// How one module runs: its configuration, grants, limits and policies.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModuleSpec {
-    /// Configuration passed to `init`, a JSON object.
-    pub config: serde_json::Value,
-    /// Outbound HTTP destinations the module may reach through `wasi:http`.
-    pub allowed_hosts: AllowedHosts,
-    /// Interval of `on-tick` calls; `None` means the module is never ticked.
-    pub tick_ms: Option<u64>,
-    /// Whether the module gets a private directory, mounted at `/data`.
-    pub data_dir: bool,
-    /// Linear memory limit in MiB.
-    pub memory_mb: u64,
-    /// CPU time one call may use before it is interrupted (a trap).
-    pub cpu_ms_per_call: u64,
-    /// Capacity of the module's inbox.
-    pub inbox: usize,
-    /// Time the module gets to answer a direct method (waiting for its turn included) before
-    /// the caller gets 504.
-    pub method_timeout_ms: u64,
-    /// Quota of the module's durable state (keys plus values).
-    pub state_quota_bytes: usize,
-    /// Whether a module that failed, or exited, is started again.
-    pub restart_policy: RestartPolicy,
-    /// Whether it should run at all.
-    pub status: DesiredStatus,
-}
-
-/// A route from one module output to a module input or the hub.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// Module whose output the route takes.
-    pub from_module: String,
-    /// Name of that output.
-    pub from_output: String,
-    /// Where messages go.
-    pub to: Target,
-    /// Messages to a module input are kept on disk until the module has handled them (instead
-    /// of in its in-memory inbox), so a crash or power cut loses none.
-    pub durable: bool,
-}
-
-/// The destination of a route.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// An input of a module.
-    Module {
-        /// The module.
-        module: String,
-        /// The input name passed to `on-message`.
-        input: String,
-    },
-    /// The hub (`$upstream`).
-    Upstream,
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Module { module, input } => write!(f, "{module}/{input}"),
-            Target::Upstream => f.write_str(UPSTREAM),
-        }
-    }
-}
-
-/// The hub's output: cloud-to-device messages.
-pub const C2D_OUTPUT: &str = "c2d";

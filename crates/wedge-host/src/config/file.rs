@@ -7,12 +7,17 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{
+use wedge_core::TopicTemplate;
+use wedge_runtime::spec::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
-    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_MQTT_TELEMETRY_TOPIC, DEFAULT_STATE_KB, Deployment,
-    DesiredStatus, ModuleDecl, ModuleSpec, MqttSpec, OutboxLimits, RestartPolicy, Route,
-    SecretSource, SourcesSpec, Target, TopicTemplate, UPSTREAM, UpstreamSpec, WhenFull,
-    default_outbox_limits, is_valid_module_name,
+    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, DesiredStatus, ModuleSpec, RestartPolicy, Route,
+    Target, UPSTREAM, is_valid_module_name,
+};
+use wedge_store::{OutboxLimits, WhenFull};
+
+use super::{
+    DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleDecl, MqttSpec, SecretSource, SourcesSpec,
+    UpstreamSpec, default_outbox_limits,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
