@@ -144,7 +144,11 @@ impl Deployment {
         let at = Locator { path, text };
         let file: FileDeployment = toml::from_str(text)
             .map_err(|e| at.error(e.span().unwrap_or(0..0), "", e.message().trim_end()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute: module paths become sources of the deployment document, which must not
+        // depend on the directory wedge runs in.
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let base = &std::path::absolute(dir.unwrap_or(Path::new(".")))
+            .map_err(|e| DeploymentError(format!("{}: {e}", path.display())))?;
 
         let upstream = match file.upstream {
             None => UpstreamSpec::Local,

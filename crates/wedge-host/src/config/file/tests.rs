@@ -295,3 +295,30 @@ fn durable_routes_lead_to_module_inputs() {
         "{err}"
     );
 }
+
+#[test]
+fn paths_are_absolute_when_the_file_is_named_relatively() {
+    let fx = Fixture::new();
+    let cwd = std::env::current_dir().unwrap();
+    let relative = pathdiff(fx.dir.path(), &cwd).join("wedge.toml");
+    assert!(relative.is_relative());
+    let d = Deployment::parse(&relative, GOOD).unwrap();
+    let path = &d.modules["sensor"].path;
+    assert!(path.is_absolute(), "{}", path.display());
+    assert!(path.is_file(), "{}", path.display());
+}
+
+/// `target` relative to `from` (both absolute), with `..` as needed.
+fn pathdiff(target: &Path, from: &Path) -> PathBuf {
+    let (target, from): (Vec<_>, Vec<_>) =
+        (target.components().collect(), from.components().collect());
+    let common = target.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for part in &target[common..] {
+        out.push(part);
+    }
+    out
+}
