@@ -21,5 +21,5 @@ pub mod spec;
 mod stdio;
 
 pub use engine::{EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
-pub use module::{MethodResult, ModuleState, ModuleStatus};
+pub use module::{MethodResult, ModuleStatus};
 pub use runtime::{Runtime, RuntimeError};

@@ -107,17 +107,20 @@ impl ModuleReport {
     }
 }
 
-/// Where a module is in its life.
+/// Where a module is in its life, as edgeAgent names it: the runtime's own state of a module,
+/// shown by `wedge status` and reported as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeStatus {
-    /// Running (`"running"`).
+    /// An instance is up, or being started (`"running"`).
     Running,
-    /// Waiting to be restarted after stopping (`"backoff"`).
+    /// It failed (trapped, exceeded a limit, refused to start, exited with an error) or exited
+    /// under `restart-policy = "always"`, and waits out a growing delay (`"backoff"`).
     Backoff,
-    /// Stopped and not to be restarted, after a failure (`"failed"`).
+    /// It failed and its restart policy does not restart it (`"failed"`).
     Failed,
-    /// Stopped, as desired (`"stopped"`).
+    /// Not running by request: desired `stopped`, a clean exit its policy does not restart,
+    /// removed, or the host shutting down (`"stopped"`).
     Stopped,
 }
 

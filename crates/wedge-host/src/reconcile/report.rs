@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wedge_core::doc::{ModuleReport, ReportedDoc, RuntimeStatus};
-use wedge_runtime::{ModuleState, ModuleStatus, Runtime};
+use wedge_core::doc::{ModuleReport, ReportedDoc};
+use wedge_runtime::{ModuleStatus, Runtime};
 
 /// Where reported patches go (`{"wedge": …}`, merged into the reported section).
 pub(crate) type Reporter = Arc<dyn Fn(Value) + Send + Sync>;
@@ -45,12 +45,7 @@ pub(crate) fn module_report(status: &ModuleStatus) -> ModuleReport {
         t.map(|t| humantime::format_rfc3339_millis(t).to_string())
     };
     ModuleReport {
-        runtime_status: match status.state {
-            ModuleState::Running => RuntimeStatus::Running,
-            ModuleState::Backoff => RuntimeStatus::Backoff,
-            ModuleState::Failed => RuntimeStatus::Failed,
-            ModuleState::Stopped => RuntimeStatus::Stopped,
-        },
+        runtime_status: status.state,
         sha256: Some(status.sha256.clone()),
         restart_count: status.restarts,
         last_start_time_utc: time(status.last_start),

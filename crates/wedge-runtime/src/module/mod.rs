@@ -16,7 +16,7 @@ use crate::router::Router;
 use crate::spec::ModuleSpec;
 
 pub(crate) use stats::ModuleStats;
-pub use stats::{ModuleState, ModuleStatus};
+pub use stats::ModuleStatus;
 pub(crate) use supervisor::supervise;
 
 /// What a module's host imports and its supervisor share. Outlives instances: a restarted

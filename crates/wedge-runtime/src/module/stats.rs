@@ -6,26 +6,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 use tokio::sync::watch;
+use wedge_core::doc::RuntimeStatus;
 use wedge_core::truncate;
 
 /// Longest error text kept as a module's last error.
 const MAX_ERROR_LEN: usize = 1024;
-
-/// The health of a module, as edgeAgent names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModuleState {
-    /// An instance is up (or being started).
-    Running,
-    /// It failed (trapped, exceeded a limit, refused to start or exited with an error) and
-    /// waits out a growing delay before the next start.
-    Backoff,
-    /// It failed and its restart policy does not restart it.
-    Failed,
-    /// Not running by request: desired `stopped`, a clean exit its policy does not restart,
-    /// removed, or the host is shutting down.
-    Stopped,
-}
 
 /// A snapshot of one module for status displays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,7 +19,7 @@ pub struct ModuleStatus {
     /// The module's name.
     pub name: String,
     /// Its health.
-    pub state: ModuleState,
+    pub state: RuntimeStatus,
     /// The sha256 of the binary it runs.
     pub sha256: String,
     /// Messages delivered to `on-message`.
@@ -77,7 +62,7 @@ pub(crate) struct ModuleStats {
 }
 
 struct Health {
-    state: ModuleState,
+    state: RuntimeStatus,
     sha256: String,
     last_start: Option<SystemTime>,
     last_exit: Option<SystemTime>,
@@ -93,7 +78,7 @@ impl ModuleStats {
             call_errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             health: Mutex::new(Health {
-                state: ModuleState::Running,
+                state: RuntimeStatus::Running,
                 sha256,
                 last_start: None,
                 last_exit: None,
@@ -112,14 +97,14 @@ impl ModuleStats {
     /// An instance of the binary `sha256` is being started.
     pub(crate) fn starting(&self, sha256: &str) {
         self.change(|h| {
-            h.state = ModuleState::Running;
+            h.state = RuntimeStatus::Running;
             h.sha256 = sha256.to_string();
             h.last_start = Some(SystemTime::now());
         });
     }
 
     /// The instance ended; `state` says what comes next (`error` why, if it failed).
-    pub(crate) fn exited(&self, state: ModuleState, error: Option<&str>) {
+    pub(crate) fn exited(&self, state: RuntimeStatus, error: Option<&str>) {
         if error.is_some() {
             self.call_errors.fetch_add(1, Ordering::Relaxed);
         }

@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
+use wedge_core::doc::RuntimeStatus;
 use wedge_core::{DesiredStatus, RestartPolicy};
 
 use crate::ModuleImage;
 
 use super::instance::{Instance, Outcome};
-use super::{Control, Delivery, MethodResult, ModuleCtx, ModuleState, Update};
+use super::{Control, Delivery, MethodResult, ModuleCtx, Update};
 
 /// First delay before restarting a failed module; doubled after each failure up to the cap.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -31,7 +32,7 @@ pub(crate) async fn supervise(
         let mut backoff = BACKOFF_START;
         loop {
             if ctx.spec().status == DesiredStatus::Stopped {
-                ctx.stats.exited(ModuleState::Stopped, None);
+                ctx.stats.exited(RuntimeStatus::Stopped, None);
                 tracing::info!("stopped as desired");
                 match wait(&ctx, &mut control, &mut image, None, "stopped").await {
                     Wake::Stop => break,
@@ -50,7 +51,7 @@ pub(crate) async fn supervise(
             let policy = ctx.spec().restart_policy;
             let (state, error, delay) = match exit {
                 Exit::Stop => {
-                    ctx.stats.exited(ModuleState::Stopped, None);
+                    ctx.stats.exited(RuntimeStatus::Stopped, None);
                     break;
                 }
                 Exit::Restart => {
@@ -64,15 +65,15 @@ pub(crate) async fn supervise(
                     continue;
                 }
                 Exit::Failed(e) => match policy {
-                    RestartPolicy::Never => (ModuleState::Failed, Some(e), None),
+                    RestartPolicy::Never => (RuntimeStatus::Failed, Some(e), None),
                     RestartPolicy::Always | RestartPolicy::OnFailure => {
-                        (ModuleState::Backoff, Some(e), Some(backoff))
+                        (RuntimeStatus::Backoff, Some(e), Some(backoff))
                     }
                 },
                 Exit::Clean => match policy {
-                    RestartPolicy::Always => (ModuleState::Backoff, None, Some(backoff)),
+                    RestartPolicy::Always => (RuntimeStatus::Backoff, None, Some(backoff)),
                     RestartPolicy::OnFailure | RestartPolicy::Never => {
-                        (ModuleState::Stopped, None, None)
+                        (RuntimeStatus::Stopped, None, None)
                     }
                 },
             };
@@ -88,8 +89,8 @@ pub(crate) async fn supervise(
             }
             ctx.stats.exited(state, error.as_deref());
             let why = match state {
-                ModuleState::Failed => "failed",
-                ModuleState::Stopped => "stopped",
+                RuntimeStatus::Failed => "failed",
+                RuntimeStatus::Stopped => "stopped",
                 _ => "restarting",
             };
             let until = delay.map(|delay| Instant::now() + delay);
