@@ -3,7 +3,7 @@
 //! handled the same way.
 
 use serde_json::{Value, json};
-use wedge_runtime::spec::{DesiredStatus, RestartPolicy, Target, UPSTREAM};
+use wedge_runtime::spec::{DesiredStatus, RestartPolicy, Target, UPSTREAM, WhenFull};
 
 use crate::config::Deployment;
 
@@ -58,6 +58,9 @@ pub(crate) fn base_document(deployment: &Deployment) -> Value {
             });
             if route.durable {
                 doc["durable"] = json!(true);
+            }
+            if route.when_full != WhenFull::default() {
+                doc["when-full"] = json!(route.when_full);
             }
             (name.clone(), doc)
         })

@@ -3,22 +3,17 @@
 //! returned. A crash at any point leaves the message in the queue: it is delivered again at the
 //! next start (at least once).
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use wedge_store::Outbox;
 
-use crate::module::Delivery;
+use crate::module::{Delivery, Inbox};
 use wedge_core::UpstreamMessage;
 
 /// Records read from the queue at once.
 const READ_BATCH: usize = 64;
 
 /// Feeds `input` of the module behind `inbox` from `queue` until the module stops.
-pub(crate) async fn forward(
-    route: String,
-    queue: Outbox,
-    inbox: mpsc::Sender<Delivery>,
-    input: String,
-) {
+pub(crate) async fn forward(route: String, queue: Outbox, inbox: Inbox, input: String) {
     let mut cursor = 0;
     loop {
         queue.wait_after(cursor).await;

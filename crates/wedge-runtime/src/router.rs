@@ -4,18 +4,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
 use wedge_store::{AppendError, Outbox};
 
-use crate::module::Delivery;
-use crate::spec::{Route, Target};
+use crate::module::{Delivery, Inbox, Refused, Reservation};
+use crate::spec::{Route, Target, WhenFull};
 use wedge_core::{Message, SendError};
 use wedge_core::{Upstream, UpstreamMessage};
 
-/// Routes messages. Module inboxes are bounded queues: a full inbox refuses the message with
-/// [`SendError::Full`] rather than blocking the sender, so a slow module cannot stall others
-/// and routing cycles cannot deadlock. `$upstream` is the durable outbox: a send returns once
-/// the message is on disk.
+/// Routes messages. A send is all or nothing: room is reserved in every module inbox of the
+/// output first, then the queues on disk (`$upstream`'s outbox, durable routes) commit, then
+/// the messages go into the reserved room. A full inbox refuses ([`SendError::Full`]) or drops
+/// its oldest message as the route's `when-full` says; it never blocks the sender, so a slow
+/// module cannot stall others. `$upstream` is the durable outbox: a send returns once the
+/// message is on disk.
 pub(crate) struct Router {
     table: RwLock<Table>,
     upstream: Arc<dyn Upstream>,
@@ -25,14 +26,21 @@ pub(crate) struct Router {
 #[derive(Default)]
 struct Table {
     routes: HashMap<(String, String), Vec<RouteTarget>>,
-    inboxes: HashMap<String, mpsc::Sender<Delivery>>,
+    inboxes: HashMap<String, Inbox>,
 }
 
-/// Where a route leads, and its queue on disk if it is durable.
+/// Where a route leads, its queue on disk if it is durable, and what a full inbox does.
 #[derive(Clone)]
 struct RouteTarget {
     target: Target,
     queue: Option<Outbox>,
+    when_full: WhenFull,
+}
+
+/// A queue on disk a send appends to.
+enum DiskQueue<'a> {
+    Upstream,
+    Route(&'a Outbox),
 }
 
 impl Router {
@@ -65,18 +73,19 @@ impl Router {
                 .push(RouteTarget {
                     target: route.to.clone(),
                     queue,
+                    when_full: route.when_full,
                 });
         }
         self.write().routes = map;
     }
 
     /// The inbox of `module`, if it runs.
-    pub(crate) fn inbox(&self, module: &str) -> Option<mpsc::Sender<Delivery>> {
+    pub(crate) fn inbox(&self, module: &str) -> Option<Inbox> {
         self.read().inboxes.get(module).cloned()
     }
 
     /// Registers (or replaces) the inbox of `module`.
-    pub(crate) fn set_inbox(&self, module: &str, inbox: mpsc::Sender<Delivery>) {
+    pub(crate) fn set_inbox(&self, module: &str, inbox: Inbox) {
         self.write().inboxes.insert(module.to_string(), inbox);
     }
 
@@ -85,13 +94,12 @@ impl Router {
         self.write().inboxes.remove(module);
     }
 
-    /// Sends `messages` from `module`'s `output` to every target of its routes, in route
-    /// order. `$upstream` takes them all or none, in one durable commit; a module input takes
-    /// them all only if its inbox has room for all.
+    /// Sends `messages` from `module`'s `output` to every target of its routes: all of them
+    /// take all the messages, or none takes any.
     ///
     /// # Errors
-    /// A message is invalid, no route starts at the output, or a target refused them (targets
-    /// before it in the list have accepted them).
+    /// A message is invalid, no route starts at the output, or a target refused them; then no
+    /// target has them (but see [`Router::commit`] for a failing disk).
     pub(crate) async fn send(
         &self,
         module: &str,
@@ -101,7 +109,7 @@ impl Router {
         for message in &messages {
             message.validate()?;
         }
-        let targets: Vec<(RouteTarget, Option<mpsc::Sender<Delivery>>)> = {
+        let targets: Vec<(RouteTarget, Option<Inbox>)> = {
             let table = self.read();
             let Some(targets) = table.routes.get(&(module.to_string(), output.to_string())) else {
                 return Err(SendError::NoRoute(output.to_string()));
@@ -117,40 +125,95 @@ impl Router {
                 })
                 .collect()
         };
-        for (RouteTarget { target, queue }, inbox) in targets {
-            match target {
+        // 1. Room in every inbox; a refusal here leaves nothing behind.
+        let mut reserved: Vec<(Reservation, &str)> = Vec::new();
+        let mut disk: Vec<DiskQueue<'_>> = Vec::new();
+        for (
+            RouteTarget {
+                target,
+                queue,
+                when_full,
+            },
+            inbox,
+        ) in &targets
+        {
+            match (target, queue) {
                 // Its forwarder feeds the module from the queue.
-                Target::Module { .. } if let Some(queue) = queue => {
-                    append(&queue, module, output, &messages, |_| Ok(())).await?;
-                }
-                Target::Module { module: to, input } => {
+                (Target::Module { .. }, Some(queue)) => disk.push(DiskQueue::Route(queue)),
+                (Target::Module { module: to, input }, None) => {
                     let Some(inbox) = inbox else {
                         tracing::debug!(%to, "route target is not running; message dropped");
                         continue;
                     };
-                    if inbox.capacity() < messages.len() {
-                        return Err(SendError::Full);
-                    }
-                    for message in &messages {
-                        let delivery = Delivery {
-                            input: input.clone(),
-                            message: message.clone(),
-                            handled: None,
-                        };
-                        match inbox.try_send(delivery) {
-                            Ok(()) => {}
-                            // Another sender took the room since the check above.
-                            Err(mpsc::error::TrySendError::Full(_)) => return Err(SendError::Full),
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                tracing::debug!(%to, "route target has stopped; message dropped");
-                                break;
-                            }
+                    match inbox.reserve(messages.len(), *when_full) {
+                        Ok(reservation) => reserved.push((reservation, input)),
+                        Err(Refused::Full) => return Err(SendError::Full),
+                        Err(Refused::Closed) => {
+                            tracing::debug!(%to, "route target has stopped; message dropped");
                         }
                     }
                 }
-                Target::Upstream => {
-                    let admit = |m: &UpstreamMessage| self.upstream.admit(m);
-                    append(&self.outbox, module, output, &messages, admit).await?;
+                (Target::Upstream, _) => disk.push(DiskQueue::Upstream),
+            }
+        }
+        // 2. The queues on disk.
+        if !disk.is_empty() {
+            self.commit(module, output, &messages, &disk).await?;
+        }
+        // 3. The reserved room: this cannot fail.
+        for (reservation, input) in reserved {
+            reservation.deliver(messages.iter().map(|message| Delivery {
+                input: input.to_string(),
+                message: message.clone(),
+                handled: None,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Appends the messages to every queue in `disk`, each in one commit, once `$upstream`
+    /// (if it is one of them) has admitted every message; returns when they are on disk.
+    ///
+    /// The queues are separate files, so this is not one transaction: if a later queue fails
+    /// (a full or failing disk), the records already committed to the earlier ones are
+    /// deleted again, so the sender's retry does not duplicate them. Only a record the link
+    /// has already published in that instant can then arrive twice (at least once).
+    async fn commit(
+        &self,
+        module: &str,
+        output: &str,
+        messages: &[Message],
+        disk: &[DiskQueue<'_>],
+    ) -> Result<(), SendError> {
+        let enqueued = SystemTime::now();
+        let messages: Vec<UpstreamMessage> = messages
+            .iter()
+            .map(|message| UpstreamMessage {
+                module: module.to_string(),
+                output: output.to_string(),
+                message: message.clone(),
+                enqueued,
+            })
+            .collect();
+        if disk.iter().any(|q| matches!(q, DiskQueue::Upstream)) {
+            for message in &messages {
+                self.upstream.admit(message)?;
+            }
+        }
+        let records: Vec<Vec<u8>> = messages.iter().map(UpstreamMessage::to_record).collect();
+        let mut committed: Vec<(&Outbox, Vec<u64>)> = Vec::new();
+        for queue in disk {
+            let queue = match queue {
+                DiskQueue::Upstream => &self.outbox,
+                DiskQueue::Route(queue) => queue,
+            };
+            match append(queue, records.clone()).await {
+                Ok(ids) => committed.push((queue, ids)),
+                Err(e) => {
+                    for (queue, ids) in committed {
+                        queue.acknowledge(&ids);
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -158,29 +221,10 @@ impl Router {
     }
 }
 
-/// Appends `messages` to `queue` (the outbox, or a durable route's queue) in one commit, once
-/// `admit` has accepted each; returns when they are on disk.
-async fn append(
-    queue: &Outbox,
-    module: &str,
-    output: &str,
-    messages: &[Message],
-    admit: impl Fn(&UpstreamMessage) -> Result<(), SendError>,
-) -> Result<(), SendError> {
-    let enqueued = SystemTime::now();
-    let mut records = Vec::with_capacity(messages.len());
-    for message in messages {
-        let message = UpstreamMessage {
-            module: module.to_string(),
-            output: output.to_string(),
-            message: message.clone(),
-            enqueued,
-        };
-        admit(&message)?;
-        records.push(message.to_record());
-    }
+/// Appends `records` to `queue` in one commit; returns their ids once they are on disk.
+async fn append(queue: &Outbox, records: Vec<Vec<u8>>) -> Result<Vec<u64>, SendError> {
     match queue.append_batch(records).await {
-        Ok(_) => Ok(()),
+        Ok(ids) => Ok(ids),
         Err(AppendError::Full { .. }) => Err(SendError::Full),
         Err(AppendError::TooLarge { max_bytes, .. }) => Err(SendError::TooLarge(
             u32::try_from(max_bytes).unwrap_or(u32::MAX),

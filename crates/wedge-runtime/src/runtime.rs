@@ -15,7 +15,7 @@ use wedge_store::{Outbox, OutboxLimits, Store};
 use crate::durable_route;
 use crate::engine::{EngineCtx, ModuleImage};
 use crate::module::{
-    Control, Delivery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update, supervise,
+    Control, Inbox, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update, inbox, supervise,
 };
 use crate::router::Router;
 use crate::spec::{C2D_OUTPUT, ModuleSpec, Route, Target, UPSTREAM};
@@ -69,6 +69,7 @@ pub struct Runtime {
 
 struct ModuleHandle {
     ctx: Arc<ModuleCtx>,
+    inbox: Inbox,
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
 }
@@ -83,16 +84,14 @@ struct DurableRoute {
     queue: Outbox,
     forwarder: JoinHandle<()>,
     /// The inbox the forwarder feeds; `None` if the module was not running.
-    inbox: Option<mpsc::Sender<Delivery>>,
+    inbox: Option<Inbox>,
 }
 
 impl DurableRoute {
     /// Whether the forwarder still feeds the module's current inbox.
-    fn feeds(&self, inbox: Option<&mpsc::Sender<Delivery>>) -> bool {
+    fn feeds(&self, inbox: Option<&Inbox>) -> bool {
         match (&self.inbox, inbox) {
-            (Some(fed), Some(current)) => {
-                fed.same_channel(current) && !self.forwarder.is_finished()
-            }
+            (Some(fed), Some(current)) => fed.same(current) && !self.forwarder.is_finished(),
             _ => false,
         }
     }
@@ -157,7 +156,7 @@ impl Runtime {
             .data_dir
             .then(|| self.data_dir.join("modules").join(name));
         let state = self.store.module_state(name, spec.state_quota_bytes);
-        let (inbox_tx, inbox_rx) = mpsc::channel(spec.inbox);
+        let (inbox_tx, inbox_rx) = inbox(spec.inbox);
         let ctx = Arc::new(ModuleCtx::new(
             name.to_string(),
             spec,
@@ -169,12 +168,13 @@ impl Runtime {
             ModuleStats::new(image.sha256().to_string(), self.changes.clone()),
         ));
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        self.router.set_inbox(name, inbox_tx);
+        self.router.set_inbox(name, inbox_tx.clone());
         let task = tokio::spawn(supervise(ctx.clone(), image, inbox_rx, control_rx));
         modules.insert(
             name.to_string(),
             ModuleHandle {
                 ctx,
+                inbox: inbox_tx,
                 control: control_tx,
                 task,
             },
@@ -186,8 +186,8 @@ impl Runtime {
 
     /// Gives `module` new settings and, with `image`, a new binary, and starts a fresh
     /// instance with `config` once the call it is in (if any) returns. Its inbox, durable
-    /// state and counters are kept: messages sent meanwhile wait in the inbox, which keeps its
-    /// size (a new `inbox` in `spec` applies when the module is added again).
+    /// state and counters are kept: messages sent meanwhile wait in the inbox (a smaller
+    /// `inbox` keeps the messages already waiting).
     ///
     /// # Errors
     /// Unknown module, or it did not take the request within `timeout`.
@@ -199,17 +199,11 @@ impl Runtime {
         config: Value,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
-        let (ctx, control) = self.handle(module)?;
-        let inbox = ctx.spec().inbox;
-        let mut spec = spec;
-        if std::mem::replace(&mut spec.inbox, inbox) != inbox {
-            // The inbox is the channel messages wait in across the swap: it keeps its size.
-            tracing::warn!(
-                module,
-                inbox,
-                "the inbox keeps its size until the module is added again"
-            );
-        }
+        let (_, control) = self.handle(module)?;
+        let inbox = self
+            .modules()
+            .get(module)
+            .map(|h| (h.inbox.clone(), spec.inbox));
         let request = |reply| {
             Control::Update(Box::new(Update {
                 spec,
@@ -219,7 +213,12 @@ impl Runtime {
             }))
         };
         match ask(&control, request, timeout).await {
-            Ok(Some(())) => Ok(()),
+            Ok(Some(())) => {
+                if let Some((inbox, capacity)) = inbox {
+                    inbox.set_capacity(capacity);
+                }
+                Ok(())
+            }
             Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
             Err(_) => Err(RuntimeError::Timeout(module.to_string(), timeout)),
         }
@@ -322,7 +321,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn target_inbox(&self, route: &Route) -> Option<mpsc::Sender<Delivery>> {
+    fn target_inbox(&self, route: &Route) -> Option<Inbox> {
         match &route.to {
             Target::Module { module, .. } => self.router.inbox(module),
             Target::Upstream => None,
@@ -451,7 +450,7 @@ impl Runtime {
     pub fn status(&self) -> Vec<ModuleStatus> {
         self.modules()
             .iter()
-            .map(|(name, h)| h.ctx.stats.snapshot(name, h.ctx.config()))
+            .map(|(name, h)| h.ctx.stats.snapshot(name, h.ctx.config(), &h.inbox))
             .collect()
     }
 

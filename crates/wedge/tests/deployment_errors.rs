@@ -110,3 +110,47 @@ fn a_component_that_is_not_a_wedge_module() {
     );
     assert_names(&error, &["modules.broken", "broken.wasm"]);
 }
+
+/// A message in a cycle of routes would circulate for ever: `wedge run` and `wedge check`
+/// refuse it, naming the modules and the route's line.
+#[test]
+fn a_cycle_of_routes() {
+    let toml = format!(
+        "[modules.a]\npath = {FILTER:?}\n[modules.b]\npath = {FILTER:?}\n[modules.c]\npath = {FILTER:?}\n\n[routes]\n\
+         ab = {{ from = \"a/alerts\", to = \"b/input\" }}\n\
+         bc = {{ from = \"b/alerts\", to = \"c/input\" }}\n\
+         ca = {{ from = \"c/alerts\", to = \"a/input\" }}\n"
+    );
+    let error = run_fails(&toml, &[]);
+    assert_names(
+        &error,
+        &[
+            "wedge.toml:9:",
+            "routes.ab",
+            "a cycle between modules: a -> b -> c -> a",
+        ],
+    );
+    let deployment = Deployment::new(&toml);
+    let check = Command::new(WEDGE)
+        .arg("check")
+        .arg(&deployment.path)
+        .output()
+        .unwrap();
+    assert!(!check.status.success(), "wedge check accepted a cycle");
+    assert!(String::from_utf8_lossy(&check.stderr).contains("a cycle between modules"));
+}
+
+/// `when-full` is about a module's inbox: on a route to `$upstream` it is refused.
+#[test]
+fn when_full_on_a_route_to_the_hub() {
+    let error = run_fails(
+        &format!(
+            "[modules.sensor]\npath = {SENSOR:?}\n[routes]\nr = {{ from = \"sensor/readings\", to = \"$upstream\", when-full = \"drop-oldest\" }}\n"
+        ),
+        &[],
+    );
+    assert_names(
+        &error,
+        &["wedge.toml:4:", "routes.r.when-full", "module's inbox"],
+    );
+}

@@ -214,6 +214,28 @@ pub struct RouteDoc {
     /// Whether messages are kept across restarts until delivered (only to a module input).
     #[serde(default, skip_serializing_if = "is_default")]
     pub durable: bool,
+    /// What a full inbox of the destination module does with this route's messages.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub when_full: WhenFull,
+}
+
+/// Why `when-full` is refused where it has no meaning.
+pub const WHEN_FULL_APPLIES: &str =
+    "`when-full` is for a route to a module's inbox; a durable route or `$upstream` queues on disk";
+
+/// What a route does when the inbox of its destination module is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// Refuse (`full`, the sender tries again later) while the destination is healthy; drop
+    /// its oldest waiting message while it is failing or stopped (`"adaptive"`, the default),
+    /// so a failing module cannot stall the other destinations of the same output.
+    #[default]
+    Adaptive,
+    /// Always refuse: the sender waits for a destination that may never recover.
+    Reject,
+    /// Always drop the destination's oldest waiting message to make room (counted).
+    DropOldest,
 }
 
 impl RouteDoc {
@@ -223,6 +245,7 @@ impl RouteDoc {
             from: from.into(),
             to: to.into(),
             durable: false,
+            when_full: WhenFull::default(),
         }
     }
 
@@ -368,55 +391,75 @@ impl DeploymentDoc {
                 at("durable"),
                 "only a route to a module input can be durable",
             )),
+            _ if route.when_full != WhenFull::default()
+                && (route.durable || sink == RouteSink::Upstream) =>
+            {
+                Err(DocError::new(at("when-full"), WHEN_FULL_APPLIES))
+            }
             _ => Ok(()),
         }
     }
 
     /// Refuses a cycle of module-to-module routes, naming its modules in order from the
-    /// alphabetically first one. Depth-first, iterative (no recursion on the document's size).
+    /// alphabetically first one.
     fn check_cycles(&self) -> Result<(), DocError> {
-        let mut edges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for route in self.routes.values() {
-            if let (
-                Some(RouteSource::Module { module: a, .. }),
-                Some(RouteSink::Module { module: b, .. }),
-            ) = (route.source(), route.sink())
-            {
-                edges.entry(a).or_default().insert(b);
-            }
+        let edges = self
+            .routes
+            .values()
+            .filter_map(|route| match (route.source(), route.sink()) {
+                (
+                    Some(RouteSource::Module { module: a, .. }),
+                    Some(RouteSink::Module { module: b, .. }),
+                ) => Some((a, b)),
+                _ => None,
+            });
+        match find_cycle(edges) {
+            Some(cycle) => Err(DocError::new("routes", cycle_text(&cycle))),
+            None => Ok(()),
         }
-        let none = BTreeSet::new();
-        let mut done: BTreeSet<&str> = BTreeSet::new();
-        for &start in edges.keys() {
-            if done.contains(start) {
-                continue;
-            }
-            // The current path, each node with the neighbours still to visit.
-            let mut stack = vec![(start, edges.get(start).unwrap_or(&none).iter())];
-            while let Some((node, next)) = stack.last_mut() {
-                let node = *node;
-                match next.next() {
-                    Some(&to) => {
-                        if let Some(at) = stack.iter().position(|(n, _)| *n == to) {
-                            let cycle: Vec<&str> = stack[at..].iter().map(|(n, _)| *n).collect();
-                            return Err(cycle_error(&cycle));
-                        }
-                        if !done.contains(to) {
-                            stack.push((to, edges.get(to).unwrap_or(&none).iter()));
-                        }
-                    }
-                    None => {
-                        done.insert(node);
-                        stack.pop();
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
-fn cycle_error(cycle: &[&str]) -> DocError {
+/// A cycle in the graph of `edges` (module to module), if there is one: its modules from the
+/// alphabetically first one, that one repeated at the end (`a -> b -> a`). Depth-first and
+/// iterative (no recursion on the document's size). wedge.toml's parser uses it too.
+pub fn find_cycle<'a>(edges: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Vec<&'a str>> {
+    let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (a, b) in edges {
+        graph.entry(a).or_default().insert(b);
+    }
+    let none = BTreeSet::new();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    for &start in graph.keys() {
+        if done.contains(start) {
+            continue;
+        }
+        // The current path, each node with the neighbours still to visit.
+        let mut stack = vec![(start, graph.get(start).unwrap_or(&none).iter())];
+        while let Some((node, next)) = stack.last_mut() {
+            let node = *node;
+            match next.next() {
+                Some(&to) => {
+                    if let Some(at) = stack.iter().position(|(n, _)| *n == to) {
+                        let cycle: Vec<&str> = stack[at..].iter().map(|(n, _)| *n).collect();
+                        return Some(from_first(&cycle));
+                    }
+                    if !done.contains(to) {
+                        stack.push((to, graph.get(to).unwrap_or(&none).iter()));
+                    }
+                }
+                None => {
+                    done.insert(node);
+                    stack.pop();
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `cycle` rotated to start at its alphabetically first module, that one repeated at the end.
+fn from_first<'a>(cycle: &[&'a str]) -> Vec<&'a str> {
     let first = cycle
         .iter()
         .enumerate()
@@ -428,10 +471,12 @@ fn cycle_error(cycle: &[&str]) -> DocError {
         .copied()
         .collect();
     names.extend(names.first().copied());
-    DocError::new(
-        "routes",
-        format!("a cycle between modules: {}", names.join(" -> ")),
-    )
+    names
+}
+
+/// The error text for a cycle found by [`find_cycle`].
+pub fn cycle_text(cycle: &[&str]) -> String {
+    format!("a cycle between modules: {}", cycle.join(" -> "))
 }
 
 fn validate_module(name: &str, module: &ModuleDoc) -> Result<(), DocError> {

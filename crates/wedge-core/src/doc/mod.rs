@@ -16,7 +16,8 @@ mod reported;
 
 pub use desired::{
     DeploymentDoc, DesiredStatus, DocError, Limits, MAX_MODULE_NAME_LEN, ModuleDoc, RestartPolicy,
-    RouteDoc, RouteSink, RouteSource, UPSTREAM, UPSTREAM_C2D, is_valid_module_name,
+    RouteDoc, RouteSink, RouteSource, UPSTREAM, UPSTREAM_C2D, WHEN_FULL_APPLIES, WhenFull,
+    cycle_text, find_cycle, is_valid_module_name,
 };
 pub use merge::Diff;
 pub use reported::{

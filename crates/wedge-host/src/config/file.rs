@@ -9,11 +9,13 @@ use toml::Spanned;
 
 use wedge_core::TopicTemplate;
 use wedge_runtime::spec::{
-    AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
-    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, DesiredStatus, ModuleSpec, RestartPolicy, Route,
-    Target, UPSTREAM, is_valid_module_name,
+    AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
+    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, DesiredStatus, ModuleSpec, RestartPolicy,
+    is_valid_module_name,
 };
 use wedge_store::{OutboxLimits, WhenFull};
+
+use routes::FileRoute;
 
 use super::{
     DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleDecl, MqttSpec, SecretSource, SourcesSpec,
@@ -111,14 +113,6 @@ struct FileModule {
     restart_policy: Option<RestartPolicy>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRoute {
-    from: Spanned<String>,
-    to: Spanned<String>,
-    durable: Option<Spanned<bool>>,
-}
-
 /// The header of a WebAssembly component (magic, then layer 1 version 0x0d).
 const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
 /// The header of a core WebAssembly module, which wedge cannot run.
@@ -169,84 +163,7 @@ impl Deployment {
             modules.insert(name, spec);
         }
 
-        let mut routes = BTreeMap::new();
-        for (name, route) in file.routes {
-            let field = format!("routes.{name}");
-            let route = route.into_inner();
-            let (from_module, from_output) =
-                split_endpoint(route.from.get_ref()).ok_or_else(|| {
-                    at.error(
-                        route.from.span(),
-                        &format!("{field}.from"),
-                        "expected `module/output`",
-                    )
-                })?;
-            // `$upstream/c2d`: cloud-to-device messages from the hub.
-            let from_hub = from_module == UPSTREAM;
-            if from_hub && from_output != C2D_OUTPUT {
-                return Err(at.error(
-                    route.from.span(),
-                    &format!("{field}.from"),
-                    &format!("the hub's only output is `{UPSTREAM}/{C2D_OUTPUT}`"),
-                ));
-            }
-            if !from_hub && !modules.contains_key(from_module) {
-                return Err(at.error(
-                    route.from.span(),
-                    &format!("{field}.from"),
-                    &format!("unknown module `{from_module}`"),
-                ));
-            }
-            let to = if route.to.get_ref() == UPSTREAM {
-                if from_hub {
-                    return Err(at.error(
-                        route.to.span(),
-                        &format!("{field}.to"),
-                        "a route from the hub cannot lead back to it",
-                    ));
-                }
-                Target::Upstream
-            } else {
-                let (module, input) = split_endpoint(route.to.get_ref()).ok_or_else(|| {
-                    at.error(
-                        route.to.span(),
-                        &format!("{field}.to"),
-                        "expected `module/input` or `$upstream`",
-                    )
-                })?;
-                if !modules.contains_key(module) {
-                    return Err(at.error(
-                        route.to.span(),
-                        &format!("{field}.to"),
-                        &format!("unknown module `{module}`"),
-                    ));
-                }
-                Target::Module {
-                    module: module.to_string(),
-                    input: input.to_string(),
-                }
-            };
-            let durable = match route.durable {
-                Some(durable) if *durable.get_ref() && to == Target::Upstream => {
-                    return Err(at.error(
-                        durable.span(),
-                        &format!("{field}.durable"),
-                        "`$upstream` is always durable (the outbox); `durable` is for routes to a module input",
-                    ));
-                }
-                Some(durable) => durable.into_inner(),
-                None => false,
-            };
-            routes.insert(
-                name,
-                Route {
-                    from_module: from_module.to_string(),
-                    from_output: from_output.to_string(),
-                    to,
-                    durable,
-                },
-            );
-        }
+        let routes = routes::parse(&at, file.routes, &modules)?;
 
         Ok(Deployment {
             source: path.to_path_buf(),
@@ -571,19 +488,14 @@ fn check_component(path: &Path) -> Result<(), String> {
     }
 }
 
-fn split_endpoint(endpoint: &str) -> Option<(&str, &str)> {
-    let (module, port) = endpoint.split_once('/')?;
-    (!module.is_empty() && !port.is_empty() && !port.contains('/')).then_some((module, port))
-}
-
 /// Turns byte spans into `file:line:column` prefixes.
-struct Locator<'a> {
+pub(super) struct Locator<'a> {
     path: &'a Path,
     text: &'a str,
 }
 
 impl Locator<'_> {
-    fn error(&self, span: Range<usize>, field: &str, message: &str) -> DeploymentError {
+    pub(super) fn error(&self, span: Range<usize>, field: &str, message: &str) -> DeploymentError {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -599,5 +511,6 @@ impl Locator<'_> {
     }
 }
 
+mod routes;
 #[cfg(test)]
 mod tests;

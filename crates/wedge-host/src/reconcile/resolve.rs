@@ -60,6 +60,7 @@ pub(crate) fn routes(doc: &DeploymentDoc) -> BTreeMap<String, Route> {
                 from_output: from_output.to_string(),
                 to,
                 durable: route.durable,
+                when_full: route.when_full,
             };
             Some((name.clone(), route))
         })

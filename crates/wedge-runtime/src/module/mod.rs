@@ -1,5 +1,6 @@
 //! One running module: its shared context, its instance, and the task that supervises it.
 
+mod inbox;
 mod instance;
 mod stats;
 mod supervisor;
@@ -15,6 +16,7 @@ use crate::ModuleImage;
 use crate::router::Router;
 use crate::spec::ModuleSpec;
 
+pub(crate) use inbox::{Inbox, InboxReceiver, Refused, Reservation, inbox};
 pub(crate) use stats::ModuleStats;
 pub use stats::ModuleStatus;
 pub(crate) use supervisor::supervise;

@@ -28,6 +28,10 @@ pub struct ModuleStatus {
     pub messages_out: u64,
     /// Calls that returned an error or trapped, and sends that were refused.
     pub errors: u64,
+    /// Messages waiting in its inbox.
+    pub queued: u64,
+    /// Messages its inbox dropped to make room (`when-full`), ever.
+    pub dropped: u64,
     /// Times the module was restarted after a failure or on request.
     pub restarts: u64,
     /// When its current (or last) instance started.
@@ -131,7 +135,12 @@ impl ModuleStats {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, name: &str, config: serde_json::Value) -> ModuleStatus {
+    pub(crate) fn snapshot(
+        &self,
+        name: &str,
+        config: serde_json::Value,
+        inbox: &super::Inbox,
+    ) -> ModuleStatus {
         let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         ModuleStatus {
             name: name.to_string(),
@@ -141,6 +150,8 @@ impl ModuleStats {
             messages_out: self.messages_out.load(Ordering::Relaxed),
             errors: self.call_errors.load(Ordering::Relaxed)
                 + self.send_errors.load(Ordering::Relaxed),
+            queued: inbox.len() as u64,
+            dropped: inbox.dropped(),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_start: health.last_start,
             last_exit: health.last_exit,

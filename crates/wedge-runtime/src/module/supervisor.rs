@@ -14,7 +14,7 @@ use wedge_core::{DesiredStatus, RestartPolicy};
 use crate::ModuleImage;
 
 use super::instance::{Instance, Outcome};
-use super::{Control, Delivery, MethodResult, ModuleCtx, Update};
+use super::{Control, InboxReceiver, MethodResult, ModuleCtx, Update};
 
 /// First delay before restarting a failed module; doubled after each failure up to the cap.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -24,7 +24,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub(crate) async fn supervise(
     ctx: Arc<ModuleCtx>,
     mut image: ModuleImage,
-    mut inbox: mpsc::Receiver<Delivery>,
+    mut inbox: InboxReceiver,
     mut control: mpsc::Receiver<Control>,
 ) {
     let span = tracing::info_span!("module", module = %ctx.name);
@@ -32,6 +32,7 @@ pub(crate) async fn supervise(
         let mut backoff = BACKOFF_START;
         loop {
             if ctx.spec().status == DesiredStatus::Stopped {
+                inbox.set_failing(true);
                 ctx.stats.exited(RuntimeStatus::Stopped, None);
                 tracing::info!("stopped as desired");
                 match wait(&ctx, &mut control, &mut image, None, "stopped").await {
@@ -87,6 +88,8 @@ pub(crate) async fn supervise(
                 (None, Some(delay)) => tracing::info!(restart_in = ?delay, "module exited"),
                 (None, None) => tracing::info!("module exited; not restarted (restart-policy)"),
             }
+            // Not taking messages until it starts and handles one: see `WhenFull::Adaptive`.
+            inbox.set_failing(true);
             ctx.stats.exited(state, error.as_deref());
             let why = match state {
                 RuntimeStatus::Failed => "failed",
@@ -141,7 +144,7 @@ enum Exit {
 async fn serve(
     instance: &mut Instance,
     ctx: &ModuleCtx,
-    inbox: &mut mpsc::Receiver<Delivery>,
+    inbox: &mut InboxReceiver,
     control: &mut mpsc::Receiver<Control>,
     backoff: &mut Duration,
 ) -> Exit {
@@ -185,13 +188,17 @@ async fn serve(
                 }
             },
             _ = next_tick(&mut ticker) => instance.on_tick().await,
-            Some(delivery) = inbox.recv() => {
+            delivery = inbox.recv() => {
                 ctx.stats.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let outcome = instance.on_message(&delivery.input, delivery.message).await;
                 // A message that trapped the module counts as handled too: delivering it again
                 // would trap it again.
                 if let Some(handled) = delivery.handled {
                     let _ = handled.send(());
+                }
+                // It takes messages again: a full inbox pushes back rather than drops.
+                if matches!(outcome, Outcome::Done(()) | Outcome::Refused(_)) {
+                    inbox.set_failing(false);
                 }
                 outcome
             }

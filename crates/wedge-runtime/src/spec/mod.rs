@@ -6,7 +6,7 @@
 mod allowed_hosts;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
-pub use wedge_core::doc::{UPSTREAM, is_valid_module_name};
+pub use wedge_core::doc::{UPSTREAM, WhenFull, is_valid_module_name};
 pub use wedge_core::{DesiredStatus, RestartPolicy};
 
 /// Default memory limit of one module instance.
@@ -60,6 +60,8 @@ pub struct Route {
     /// Messages to a module input are kept on disk until the module has handled them (instead
     /// of in its in-memory inbox), so a crash or power cut loses none.
     pub durable: bool,
+    /// What a full inbox of the destination does with this route's messages.
+    pub when_full: WhenFull,
 }
 
 /// The destination of a route.

@@ -1,5 +1,7 @@
 //! Test guest: forwards every message unchanged on output `out`, answers the `ping` method,
 //! `sleep`s before answering, and `exit`s (`{"code": n}`, a `wasi:cli/exit`) on request.
+//! With `sleep-ms` in its config it waits that long before forwarding each message: a slow,
+//! healthy consumer.
 
 use serde_json::{Value, json};
 use wedge_sdk::{Config, Message, MethodResponse, Module, telemetry, twin};
@@ -25,6 +27,9 @@ impl Module for Echo {
     }
 
     fn on_message(&mut self, _input: &str, msg: Message) -> Result<(), String> {
+        if let Some(ms) = self.config.value()["sleep-ms"].as_u64() {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         telemetry::send(OUTPUT, &msg).map_err(|e| format!("sending on `{OUTPUT}` failed: {e}"))
     }
 

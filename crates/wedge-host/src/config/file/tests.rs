@@ -1,6 +1,7 @@
 //! Tests of `wedge.toml` parsing: good files resolve, every bad one names file, line and field.
 
 use super::*;
+use wedge_runtime::spec::{C2D_OUTPUT, Target, UPSTREAM};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -284,7 +285,7 @@ fn bad_values_are_refused() {
 fn durable_routes_lead_to_module_inputs() {
     let fx = Fixture::new();
     let d = fx
-        .parse("[modules.a]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a/out\", to = \"a/in\", durable = true }\n")
+        .parse("[modules.a]\npath = \"good.wasm\"\n[modules.b]\npath = \"good.wasm\"\n[routes]\nr = { from = \"a/out\", to = \"b/in\", durable = true }\n")
         .unwrap();
     assert!(d.routes["r"].durable);
     let err = fx
