@@ -2,10 +2,12 @@
 //! [`Message`] modules send and the limits on it, the outbox record of an `$upstream` message
 //! ([`UpstreamMessage`]), the [`Upstream`] port the runtime sends through and every upstream
 //! implements, the deployment documents every upstream carries ([`doc`]), JSON merge patch
-//! ([`json`]), and MQTT topic templates.
+//! ([`json`]), MQTT topic templates, and how files in the data directory are written
+//! ([`files`]).
 #![deny(missing_docs)]
 
 pub mod doc;
+pub mod files;
 mod message;
 mod topic_template;
 mod upstream;

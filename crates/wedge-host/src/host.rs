@@ -56,6 +56,8 @@ impl Host {
         let deployment = Deployment::load(deployment)?;
         // The store first: it refuses a data dir another host has open, or one it cannot use,
         // before anything else touches the directory.
+        wedge_core::files::private_dir(data_dir)
+            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
         let store = Store::open(data_dir)?;
         let (listener, socket) = server::bind(data_dir).await?;
         let engine = EngineCtx::new()?.with_cache(data_dir.join("compiled"));
@@ -114,7 +116,9 @@ impl Host {
         // reachable. If that cannot be applied (a binary gone from the store), the file alone.
         let (version, desired) = match &local {
             Some(local) => {
-                let (version, desired) = local.desired();
+                let (applied, applied_desired) = reconciler.applied().desired();
+                let (version, desired) =
+                    local.continue_after(applied.unwrap_or(0), &applied_desired)?;
                 (Some(version), desired)
             }
             None => reconciler.applied().desired(),
@@ -152,6 +156,13 @@ impl Host {
                 Some(cloud)
             }
         };
+        if runtime.status().is_empty() {
+            let until = match &cloud {
+                Some(_) => "the cloud sends a deployment",
+                None => "one is deployed (`wedge deploy`, `wedge twin set`)",
+            };
+            tracing::warn!("no modules run: the deployment has none; nothing runs until {until}");
+        }
         tracing::info!(
             deployment = %deployment.source.display(),
             data_dir = %data_dir.display(),

@@ -29,7 +29,7 @@ pub(crate) async fn forward(route: String, queue: Outbox, inbox: Inbox, input: S
                 Ok(message) => message.message,
                 Err(e) => {
                     tracing::error!(route, id, "dropping a damaged queued message: {e}");
-                    queue.acknowledge(&[id]);
+                    queue.discard(&[id]);
                     continue;
                 }
             };

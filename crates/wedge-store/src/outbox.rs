@@ -45,7 +45,8 @@ pub struct OutboxStats {
     pub bytes: u64,
     /// Age of the oldest record waiting.
     pub oldest_age: Option<Duration>,
-    /// Records deleted to make room ([`WhenFull::DropOldest`]), ever (persisted).
+    /// Records deleted to make room ([`WhenFull::DropOldest`]) or discarded because they could
+    /// not be delivered ([`Outbox::discard`]), ever (persisted).
     pub dropped: u64,
     /// Records deleted past their TTL, ever (persisted).
     pub expired: u64,
@@ -182,6 +183,22 @@ impl Outbox {
         }
         if let Err(e) = self.inner.send(Op::Ack(ids.to_vec())) {
             tracing::warn!("outbox: acknowledgement of {} records lost: {e}", ids.len());
+        }
+    }
+
+    /// Deletes records the consumer cannot use (damaged, or refused for good by the far end),
+    /// counted as `dropped` rather than delivered. Returns at once, as
+    /// [`acknowledge`](Self::acknowledge) does.
+    pub fn discard(&self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            records = ids.len(),
+            "outbox: discarding records that cannot be delivered"
+        );
+        if let Err(e) = self.inner.send(Op::Discard(ids.to_vec())) {
+            tracing::warn!("outbox: discard of {} records lost: {e}", ids.len());
         }
     }
 
@@ -369,12 +386,20 @@ fn make_room(
     Ok(())
 }
 
-/// Writer side of acknowledgements (`expired = false`) and expiries found by readers.
+/// Why records are deleted other than to make room: what they are counted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deleted {
+    Acknowledged,
+    Expired,
+    Discarded,
+}
+
+/// Writer side of acknowledgements, expiries found by readers, and discards.
 pub(crate) fn delete(
     conn: &Connection,
     c: &mut OutboxCounters,
     ids: &[u64],
-    expired: bool,
+    why: Deleted,
 ) -> Result<(), StoreError> {
     let mut stmt =
         conn.prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING length(record)")?;
@@ -388,10 +413,10 @@ pub(crate) fn delete(
         };
         c.depth = c.depth.saturating_sub(1);
         c.bytes = c.bytes.saturating_sub(from_sql_id(len));
-        if expired {
-            c.expired += 1;
-        } else {
-            c.acknowledged += 1;
+        match why {
+            Deleted::Acknowledged => c.acknowledged += 1,
+            Deleted::Expired => c.expired += 1,
+            Deleted::Discarded => c.dropped += 1,
         }
     }
     Ok(())

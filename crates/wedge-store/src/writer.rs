@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
-use crate::outbox::{self, OutboxCounters};
+use crate::outbox::{self, Deleted, OutboxCounters};
 use crate::{AppendError, OutboxLimits, StateError, StoreError, meta, state};
 
 /// Most ops in one transaction: bounds how long one commit (and so one waiter) can take.
@@ -35,6 +35,8 @@ pub(crate) enum Op {
     Ack(Vec<u64>),
     /// Delete records a reader found past their TTL (no reply).
     Expire(Vec<u64>),
+    /// Delete records the consumer cannot deliver, counted as dropped (no reply).
+    Discard(Vec<u64>),
     /// Set (`Some`) or delete (`None`) one module state key.
     State {
         module: Arc<str>,
@@ -71,7 +73,7 @@ impl Op {
     /// expiries is committed without fsync: it cannot lose data, only cause a resend, and the
     /// next durable commit syncs the WAL file, and with it these commits too.
     fn durable(&self) -> bool {
-        !matches!(self, Op::Ack(_) | Op::Expire(_))
+        !matches!(self, Op::Ack(_) | Op::Expire(_) | Op::Discard(_))
     }
 
     /// Answers without running (the transaction could not even start).
@@ -84,7 +86,7 @@ impl Op {
                 drop(reply.send(Err(e.clone())))
             }
             Op::BlobRetain { reply, .. } => drop(reply.send(Err(e.clone()))),
-            Op::Ack(_) | Op::Expire(_) => {}
+            Op::Ack(_) | Op::Expire(_) | Op::Discard(_) => {}
         }
     }
 }
@@ -241,7 +243,11 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!("store: commit failed, {} writes lost: {e}", answers.len());
-                if let Err(e) = self.exec("ROLLBACK") {
+                // SQLite ends the transaction itself after some errors (a full disk, an I/O
+                // error): there is nothing to roll back then.
+                if !self.conn.is_autocommit()
+                    && let Err(e) = self.exec("ROLLBACK")
+                {
                     tracing::error!("store: rollback failed: {e}");
                 }
             }
@@ -283,22 +289,9 @@ impl Writer {
                 });
                 answers.push(Box::new(Reply { tx: reply, result }));
             }
-            Op::Ack(ids) => {
-                let result = self.savepoint(next, poisoned, |next| {
-                    outbox::delete(conn, &mut next.outbox, &ids, false)
-                });
-                if let Err(e) = result {
-                    tracing::warn!("store: acknowledgement of {} records lost: {e}", ids.len());
-                }
-            }
-            Op::Expire(ids) => {
-                let result = self.savepoint(next, poisoned, |next| {
-                    outbox::delete(conn, &mut next.outbox, &ids, true)
-                });
-                if let Err(e) = result {
-                    tracing::warn!("store: expiry of {} records failed: {e}", ids.len());
-                }
-            }
+            Op::Ack(ids) => self.delete(next, poisoned, &ids, Deleted::Acknowledged),
+            Op::Expire(ids) => self.delete(next, poisoned, &ids, Deleted::Expired),
+            Op::Discard(ids) => self.delete(next, poisoned, &ids, Deleted::Discarded),
             Op::State {
                 module,
                 quota,
@@ -332,6 +325,25 @@ impl Writer {
                 tx: reply,
                 result: Ok(()),
             })),
+        }
+    }
+
+    /// Deletes outbox records; a failure loses only a deletion (a resend, or a count).
+    fn delete(
+        &self,
+        next: &mut Committed,
+        poisoned: &mut Option<StoreError>,
+        ids: &[u64],
+        why: Deleted,
+    ) {
+        let result = self.savepoint(next, poisoned, |next| {
+            outbox::delete(&self.conn, &mut next.outbox, ids, why)
+        });
+        if let Err(e) = result {
+            tracing::warn!(
+                "store: deleting {} records ({why:?}) failed: {e}",
+                ids.len()
+            );
         }
     }
 

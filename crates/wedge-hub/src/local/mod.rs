@@ -3,14 +3,14 @@
 
 mod twin;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use wedge_core::{SendError, Upstream, UpstreamMessage};
+use wedge_core::{SendError, Upstream, UpstreamMessage, files};
 
 pub use twin::TwinDocument;
 
@@ -63,13 +63,10 @@ impl LocalHub {
     /// # Errors
     /// A file cannot be opened, or `twin.json` exists but is not a twin document.
     pub fn open(dir: &Path) -> Result<Self, LocalHubError> {
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        files::private_dir(dir).map_err(io_error(dir))?;
         let telemetry_path = dir.join(TELEMETRY_FILE);
-        let telemetry = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&telemetry_path)
-            .map_err(io_error(&telemetry_path))?;
+        let telemetry =
+            files::open_private_append(&telemetry_path).map_err(io_error(&telemetry_path))?;
         let twin_path = dir.join(TWIN_FILE);
         let twin = match std::fs::read(&twin_path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -136,6 +133,31 @@ impl LocalHub {
         Ok(())
     }
 
+    /// Makes the desired version continue after `applied`, the last version applied from this
+    /// twin, if the file does not (it was replaced, restored from a backup, or edited by
+    /// hand): desired versions only go up, so no report mixes up two documents. Returns the
+    /// desired deployment and its version.
+    ///
+    /// # Errors
+    /// The twin cannot be saved; it is unchanged then.
+    pub fn continue_after(
+        &self,
+        applied: u64,
+        applied_desired: &Value,
+    ) -> Result<(u64, Value), LocalHubError> {
+        let mut twin = self.twin();
+        let version = twin.desired_version();
+        let stale =
+            version < applied || (version == applied && twin.desired_wedge() != applied_desired);
+        if stale {
+            let mut updated = twin.clone();
+            updated.renumber_desired(applied + 1);
+            self.save(&updated)?;
+            *twin = updated;
+        }
+        Ok((twin.desired_version(), twin.desired_wedge().clone()))
+    }
+
     /// Merges `patch` (a JSON object) into the reported section, as it is.
     ///
     /// # Errors
@@ -149,18 +171,25 @@ impl LocalHub {
         Ok(())
     }
 
-    /// Writes the twin atomically: a temporary file renamed over the old one.
+    /// Writes the twin crash-safely (a power cut leaves the old or the new one, whole).
     fn save(&self, twin: &TwinDocument) -> Result<(), LocalHubError> {
         let path = self.dir.join(TWIN_FILE);
-        let tmp = self.dir.join(format!("{TWIN_FILE}.tmp"));
-        let io = |source| LocalHubError::Io {
-            path: path.clone(),
-            source,
-        };
         let text = serde_json::to_vec_pretty(twin.value()).expect("JSON values serialize");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        files::write_atomic(&path, &text).map_err(io_error(&path))
     }
+}
+
+/// Appends `lines` and syncs them. If that fails part-way (a full disk), the file is cut back
+/// to where it was, so the retry does not append after half a line: every line stays readable.
+fn append_whole(file: &mut File, lines: &[u8]) -> std::io::Result<()> {
+    let end = file.metadata()?.len();
+    let written = file.write_all(lines).and_then(|()| file.sync_data());
+    if written.is_err()
+        && let Err(e) = file.set_len(end)
+    {
+        tracing::error!(error = %e, "cannot cut {TELEMETRY_FILE} back after a failed write");
+    }
+    written
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LocalHubError + '_ {
@@ -213,6 +242,7 @@ impl LocalHub {
     ) -> Result<Vec<u64>, String> {
         let mut lines = Vec::new();
         let mut ids = Vec::with_capacity(records.len());
+        let mut damaged = Vec::new();
         for (id, record) in records {
             ids.push(id);
             match UpstreamMessage::from_record(&record) {
@@ -222,13 +252,18 @@ impl LocalHub {
                     serde_json::to_writer(&mut lines, &line).expect("records serialize");
                     lines.push(b'\n');
                 }
-                Err(e) => tracing::error!(id, "dropping a damaged outbox record: {e}"),
+                Err(e) => {
+                    tracing::error!(id, "dropping a damaged outbox record: {e}");
+                    damaged.push(id);
+                }
             }
         }
+        // Counted as dropped, not as delivered.
+        drain.outbox.discard(&damaged);
+        ids.retain(|id| !damaged.contains(id));
         tokio::task::spawn_blocking(move || {
             let mut file = self.telemetry.lock().unwrap_or_else(|e| e.into_inner());
-            file.write_all(&lines)?;
-            file.sync_data()
+            append_whole(&mut file, &lines)
         })
         .await
         .map_err(|e| e.to_string())?

@@ -85,6 +85,12 @@ impl TwinDocument {
         bump(&mut self.0["desired"]["$version"]);
     }
 
+    /// Gives `desired.wedge` the version `version` (to continue after a version applied before
+    /// the file lost its history).
+    pub fn renumber_desired(&mut self, version: u64) {
+        self.0["desired"]["$version"] = json!(version);
+    }
+
     /// Merges `patch` into the reported section and bumps the reported `$version`.
     pub fn report(&mut self, patch: &Value) {
         let mut reported = self.0["reported"].take();

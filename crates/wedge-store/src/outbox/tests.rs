@@ -273,3 +273,23 @@ async fn a_refused_append_does_not_spoil_its_group() {
     assert_eq!((stats.depth, stats.bytes, stats.appended), (50, 500, 50));
     assert_eq!(outbox.read_after(0, 1000).unwrap().len(), 50);
 }
+
+#[tokio::test]
+async fn discarded_records_count_as_dropped_and_the_count_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let outbox = store.outbox(BIG);
+        let ids = outbox
+            .append_batch((0..3).map(record).collect())
+            .await
+            .unwrap();
+        outbox.discard(&ids[..2]);
+        outbox.acknowledge(&ids[2..]);
+        store.flush().await.unwrap();
+        let stats = outbox.stats();
+        assert_eq!((stats.depth, stats.dropped, stats.acknowledged), (0, 2, 1));
+    }
+    let outbox = Store::open(dir.path()).unwrap().outbox(BIG);
+    assert_eq!(outbox.stats().dropped, 2);
+}

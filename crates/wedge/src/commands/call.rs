@@ -26,6 +26,6 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         payload: args.payload,
     };
     let answer = client::call(data_dir, &request).await?;
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    out!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }

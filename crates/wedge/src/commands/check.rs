@@ -22,9 +22,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || engine.compile_file(&path))
             .await?
             .map_err(|e| anyhow::anyhow!("module `{name}`: {e}"))?;
-        println!("ok  {name}  {}", module.path.display());
+        out!("ok  {name}  {}", module.path.display());
     }
-    println!(
+    out!(
         "{}: {} modules, {} routes",
         args.deployment.display(),
         deployment.modules.len(),

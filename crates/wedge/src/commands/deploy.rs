@@ -25,6 +25,6 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     let answer = client::call(data_dir, &Request::Deploy { deployment })
         .await
         .context("deployment refused")?;
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    out!("{}", serde_json::to_string_pretty(&answer)?);
     Ok(())
 }

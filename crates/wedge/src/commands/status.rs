@@ -19,16 +19,21 @@ pub struct Args {
 pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     let status = client::call(data_dir, &Request::Status).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        out!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  LAST ERROR",
-        "MODULE", "STATE", "IN", "OUT", "ERRORS", "RESTARTS"
+        "MODULE",
+        "STATE",
+        "IN",
+        "OUT",
+        "ERRORS",
+        "RESTARTS"
     );
     for m in status["modules"].as_array().into_iter().flatten() {
         let count = |key: &str| m[key].as_u64().unwrap_or(0);
-        println!(
+        out!(
             "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  {}",
             m["name"].as_str().unwrap_or("?"),
             m["state"].as_str().unwrap_or("?"),
@@ -47,7 +52,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         (Some(false), Some(error)) => format!(" disconnected: {error}"),
         (Some(false), None) => " connecting".into(),
     };
-    println!(
+    out!(
         "\nupstream {}{connection}",
         upstream["kind"].as_str().unwrap_or("?")
     );
@@ -56,7 +61,7 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         Some(ms) => format!(", oldest {:.1} s", ms as f64 / 1000.0),
         None => String::new(),
     };
-    println!(
+    out!(
         "outbox   {} messages, {} bytes{oldest}; dropped {}, expired {}",
         outbox["depth"].as_u64().unwrap_or(0),
         outbox["bytes"].as_u64().unwrap_or(0),

@@ -45,7 +45,9 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    backlog.iter().for_each(|l| print_line(l, args.json));
+    for line in &backlog {
+        print_line(line, args.json)?;
+    }
     if args.no_follow {
         return Ok(());
     }
@@ -60,17 +62,17 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
             continue;
         }
         if line.ends_with('\n') {
-            print_line(&line, args.json);
+            print_line(&line, args.json)?;
             line.clear();
         }
     }
 }
 
-fn print_line(line: &str, json: bool) {
+fn print_line(line: &str, json: bool) -> std::io::Result<()> {
     let line = line.trim_end();
     if json {
-        println!("{line}");
-        return;
+        out!("{line}");
+        return Ok(());
     }
     match serde_json::from_str::<TelemetryRecord>(line) {
         Ok(r) => {
@@ -79,7 +81,7 @@ fn print_line(line: &str, json: bool) {
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            println!(
+            out!(
                 "{}  {}/{}  {}  {}",
                 r.enqueued_time,
                 r.module,
@@ -88,6 +90,7 @@ fn print_line(line: &str, json: bool) {
                 properties.join(" ")
             );
         }
-        Err(_) => println!("{line}"),
+        Err(_) => out!("{line}"),
     }
+    Ok(())
 }

@@ -50,7 +50,7 @@ pub async fn run(command: Command, data_dir: &Path) -> anyhow::Result<()> {
             client::call(data_dir, &Request::TwinSet { module, patch }).await?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    out!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
 

@@ -55,20 +55,29 @@ pub struct Host {
     pub data_dir: PathBuf,
     log: PathBuf,
     child: Child,
+    /// Shell commands run before `wedge run` (limits, umask), empty for none.
+    shell: String,
 }
 
 impl Host {
     /// Starts `wedge run` on `toml` and waits until its control socket answers.
     pub fn start(toml: &str) -> Host {
+        Host::start_with(toml, None, "")
+    }
+
+    /// As [`Host::start`], with `data_dir` (default: beside the deployment) and `shell`
+    /// commands run first in the shell that starts `wedge run` (`umask 000; ulimit -n 64`).
+    pub fn start_with(toml: &str, data_dir: Option<PathBuf>, shell: &str) -> Host {
         let deployment = Deployment::new(toml);
-        let data_dir = deployment.dir.path().join("data");
+        let data_dir = data_dir.unwrap_or_else(|| deployment.dir.path().join("data"));
         let log = deployment.dir.path().join("wedge.log");
-        let child = spawn(&deployment.path, &data_dir, &log);
+        let child = spawn_with(&deployment.path, &data_dir, &log, shell);
         let mut host = Host {
             deployment,
             data_dir,
             log,
             child,
+            shell: shell.to_string(),
         };
         host.wait_ready();
         host
@@ -94,7 +103,12 @@ impl Host {
     /// returning once its control socket answers.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(&self.deployment.path, &self.data_dir, &self.log);
+        self.child = spawn_with(
+            &self.deployment.path,
+            &self.data_dir,
+            &self.log,
+            &self.shell,
+        );
         self.wait_ready();
     }
 
@@ -171,12 +185,28 @@ impl Host {
 
 /// `wedge run` on `deployment`, logging to `log` (appended to: restarts continue it).
 pub fn spawn(deployment: &Path, data_dir: &Path, log: &Path) -> Child {
+    spawn_with(deployment, data_dir, log, "")
+}
+
+/// As [`spawn`], with `shell` commands run first (`exec` keeps the pid: it is wedge's).
+pub fn spawn_with(deployment: &Path, data_dir: &Path, log: &Path, shell: &str) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(WEDGE)
+    let mut command = match shell {
+        "" => Command::new(WEDGE),
+        shell => {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(format!("{shell}\nexec \"$0\" \"$@\""))
+                .arg(WEDGE);
+            command
+        }
+    };
+    command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("run")

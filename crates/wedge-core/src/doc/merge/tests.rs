@@ -321,3 +321,18 @@ fn odd_values_anywhere_give_errors_not_panics() {
         }
     }
 }
+
+/// Every upstream's desired document goes through `effective`: a module overlay that is not an
+/// object (which RFC 7396 would let replace the file's whole table) is refused, module named.
+#[test]
+fn an_overlay_config_that_is_not_an_object_is_refused() {
+    let base =
+        json!({"modules": {"filter": {"source": "file:///f.wasm", "config": {"threshold": 20}}}});
+    for config in [json!("threshold=25"), json!(25), json!([1]), json!(false)] {
+        let desired = json!({"modules": {"filter": {"config": config}}});
+        let err = DeploymentDoc::effective(&base, &desired).unwrap_err();
+        assert_eq!(err.path(), "modules.filter.config", "{config}: {err}");
+    }
+    let reset = DeploymentDoc::effective(&base, &json!({"modules": {"filter": {"config": null}}}));
+    assert_eq!(reset.unwrap().modules["filter"].config, json!({}));
+}
