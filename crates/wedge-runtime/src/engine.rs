@@ -9,8 +9,9 @@ use wasmtime::{Config, Engine};
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
 
-/// How often the epoch advances. A module's CPU budget is counted in these ticks, and a busy
-/// module yields to the others at least this often.
+/// How often the epoch advances: a busy module yields to the others at least this often, and a
+/// call over its CPU budget is stopped within a tick (the budget itself counts time in guest
+/// code, see `host/limits.rs`).
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Errors while setting up the engine or compiling a module.

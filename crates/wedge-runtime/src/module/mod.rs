@@ -1,6 +1,7 @@
 //! One running module: its shared context, its instance, and the task that supervises it.
 
 mod instance;
+mod logs;
 mod stats;
 mod supervisor;
 
@@ -12,9 +13,11 @@ use tokio::sync::oneshot;
 use wedge_core::{Message, Upstream};
 
 use crate::ModuleImage;
+use crate::limiter::RateLimiter;
 use crate::router::Router;
 use crate::spec::ModuleSpec;
 
+pub(crate) use logs::Source;
 pub(crate) use stats::ModuleStats;
 pub use stats::ModuleStatus;
 pub(crate) use supervisor::supervise;
@@ -34,6 +37,10 @@ pub(crate) struct ModuleCtx {
     pub stats: ModuleStats,
     /// The module's durable key-value state.
     pub state: wedge_store::ModuleState,
+    /// The rate of its log records (`log.log`, stdout, stderr), across its instances.
+    logs: RateLimiter,
+    /// The rate of the host's warnings about its denied HTTP requests, across its instances.
+    pub denials: Arc<RateLimiter>,
 }
 
 impl ModuleCtx {
@@ -57,6 +64,8 @@ impl ModuleCtx {
             config: Mutex::new(config),
             stats,
             state,
+            logs: RateLimiter::for_logs(),
+            denials: Arc::new(RateLimiter::for_denials()),
         }
     }
 

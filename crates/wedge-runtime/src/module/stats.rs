@@ -30,6 +30,9 @@ pub struct ModuleStatus {
     pub errors: u64,
     /// Times the module was restarted after a failure or on request.
     pub restarts: u64,
+    /// Log records (`log.log`, stdout and stderr lines) dropped because the module logged
+    /// more than its rate.
+    pub logs_suppressed: u64,
     /// When its current (or last) instance started.
     #[serde(serialize_with = "rfc3339")]
     pub last_start: Option<SystemTime>,
@@ -41,6 +44,18 @@ pub struct ModuleStatus {
     /// The configuration the module runs with (deployment config overlaid with the desired
     /// configuration it accepted).
     pub config: serde_json::Value,
+}
+
+/// `error` as one line of at most [`MAX_ERROR_LEN`] bytes: status displays show one line per
+/// module, and a guest's refusal may hold newlines.
+fn one_line(error: &str) -> String {
+    let line = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    truncate(&line, MAX_ERROR_LEN).to_string()
 }
 
 fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -56,6 +71,7 @@ pub(crate) struct ModuleStats {
     pub send_errors: AtomicU64,
     pub call_errors: AtomicU64,
     pub restarts: AtomicU64,
+    pub logs_suppressed: AtomicU64,
     health: Mutex<Health>,
     /// Bumped at every change of health, so that a reporter can wait for one.
     changes: watch::Sender<u64>,
@@ -77,6 +93,7 @@ impl ModuleStats {
             send_errors: AtomicU64::new(0),
             call_errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            logs_suppressed: AtomicU64::new(0),
             health: Mutex::new(Health {
                 state: RuntimeStatus::Running,
                 sha256,
@@ -112,7 +129,7 @@ impl ModuleStats {
             h.state = state;
             h.last_exit = Some(SystemTime::now());
             if let Some(error) = error {
-                h.last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
+                h.last_error = Some(one_line(error));
             }
         });
     }
@@ -123,7 +140,7 @@ impl ModuleStats {
         self.health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
+            .last_error = Some(one_line(error));
     }
 
     /// A restart after a failure or on request.
@@ -142,6 +159,7 @@ impl ModuleStats {
             errors: self.call_errors.load(Ordering::Relaxed)
                 + self.send_errors.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            logs_suppressed: self.logs_suppressed.load(Ordering::Relaxed),
             last_start: health.last_start,
             last_exit: health.last_exit,
             last_error: health.last_error.clone(),

@@ -14,8 +14,8 @@ pub struct Args {
     json: bool,
 }
 
-/// Prints one line per module (state, messages in and out, errors, restarts, last error), then
-/// the upstream link and the outbox.
+/// Prints one line per module (state, messages in and out, errors, restarts, log lines
+/// suppressed by its rate limit, last error), then the upstream link and the outbox.
 pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     let status = client::call(data_dir, &Request::Status).await?;
     if args.json {
@@ -23,19 +23,20 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  LAST ERROR",
-        "MODULE", "STATE", "IN", "OUT", "ERRORS", "RESTARTS"
+        "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8} {:>10}  LAST ERROR",
+        "MODULE", "STATE", "IN", "OUT", "ERRORS", "RESTARTS", "LOGS-SUPPR"
     );
     for m in status["modules"].as_array().into_iter().flatten() {
         let count = |key: &str| m[key].as_u64().unwrap_or(0);
         println!(
-            "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  {}",
+            "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8} {:>10}  {}",
             m["name"].as_str().unwrap_or("?"),
             m["state"].as_str().unwrap_or("?"),
             count("messages-in"),
             count("messages-out"),
             count("errors"),
             count("restarts"),
+            count("logs-suppressed"),
             m["last-error"].as_str().unwrap_or("-"),
         );
     }
