@@ -56,6 +56,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "plain_cli",
         "Test guest: a WASI command component that does not export `wedge:edge/module`.",
     ),
+    (
+        "HOSTILE",
+        "hostile",
+        "Test guest misbehaving as its `mode` says: log or stderr flood, memory bomb, panic, slow sends.",
+    ),
 ];
 
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with

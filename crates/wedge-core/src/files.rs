@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Mode of directories in the data dir: the owner only.
 pub const PRIVATE_DIR: u32 = 0o700;
@@ -39,28 +40,34 @@ pub fn open_private_append(path: &Path) -> io::Result<File> {
 
 /// Replaces `path` with `bytes` so that after a crash or power cut it holds either the old or
 /// the new content, whole: a private temporary file beside it is written and synced, renamed
-/// over it, and the directory synced (the rename is durable only then).
+/// over it, and the directory synced (the rename is durable only then). Concurrent writers of
+/// the same path (two compilations of one module) each use their own temporary file.
 ///
 /// # Errors
-/// Any step fails; the old file is untouched then (a temporary file may be left behind, and is
-/// replaced by the next write).
+/// Any step fails; the old file is untouched then and the temporary file removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".tmp.{}.{n}", std::process::id()));
     let tmp = dir.join(name);
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(PRIVATE_FILE)
-        .open(&tmp)?;
-    file.set_permissions(Permissions::from_mode(PRIVATE_FILE))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(PRIVATE_FILE)
+            .open(&tmp)?;
+        file.set_permissions(Permissions::from_mode(PRIVATE_FILE))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     File::open(dir)?.sync_all()
 }
 
@@ -86,7 +93,8 @@ mod tests {
         write_atomic(&doc, b"two").unwrap();
         assert_eq!(std::fs::read(&doc).unwrap(), b"two");
         assert_eq!(mode(&doc), PRIVATE_FILE);
-        assert!(!dir.join("twin.json.tmp").exists());
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "temporary files left behind");
 
         let log = dir.join("telemetry.jsonl");
         std::fs::write(&log, b"").unwrap();

@@ -6,6 +6,8 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_PROPERTIES: usize = 64;
 /// Longest property key or value.
 pub const MAX_PROPERTY_LEN: usize = 1024;
+/// Longest `content-type` or `content-encoding` (they travel as properties too).
+pub const MAX_CONTENT_FIELD_LEN: usize = 128;
 
 /// A message between modules or to the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -38,7 +40,8 @@ pub enum SendError {
 }
 
 impl Message {
-    /// Checks the host's limits: body size, property count and length, reserved `$` keys.
+    /// Checks the host's limits: body size, content type and encoding length, property count
+    /// and length, reserved `$` keys.
     ///
     /// # Errors
     /// [`SendError::TooLarge`] or [`SendError::Invalid`] naming the problem.
@@ -51,6 +54,19 @@ impl Message {
                 "{} properties, at most {MAX_PROPERTIES} allowed",
                 self.properties.len()
             )));
+        }
+        for (name, field) in [
+            ("content-type", &self.content_type),
+            ("content-encoding", &self.content_encoding),
+        ] {
+            if field
+                .as_ref()
+                .is_some_and(|f| f.len() > MAX_CONTENT_FIELD_LEN)
+            {
+                return Err(SendError::Invalid(format!(
+                    "{name} is longer than {MAX_CONTENT_FIELD_LEN} bytes"
+                )));
+            }
         }
         for (key, value) in &self.properties {
             if key.is_empty() || key.starts_with('$') {
@@ -115,6 +131,18 @@ mod tests {
         assert!(
             matches!(reserved.validate(), Err(SendError::Invalid(why)) if why.contains("$.mid"))
         );
+        let long_type = Message {
+            content_type: Some("x".repeat(MAX_CONTENT_FIELD_LEN + 1)),
+            ..Default::default()
+        };
+        assert!(
+            matches!(long_type.validate(), Err(SendError::Invalid(why)) if why.contains("content-type"))
+        );
+        let long_encoding = Message {
+            content_encoding: Some("x".repeat(MAX_CONTENT_FIELD_LEN + 1)),
+            ..Default::default()
+        };
+        assert!(long_encoding.validate().is_err());
     }
 
     #[test]

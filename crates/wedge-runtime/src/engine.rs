@@ -9,8 +9,9 @@ use wasmtime::{Config, Engine};
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
 
-/// How often the epoch advances. A module's CPU budget is counted in these ticks, and a busy
-/// module yields to the others at least this often.
+/// How often the epoch advances: a busy module yields to the others at least this often, and a
+/// call over its CPU budget is stopped within a tick (the budget itself counts time in guest
+/// code, see `host/limits.rs`).
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Errors while setting up the engine or compiling a module.
@@ -141,37 +142,63 @@ impl EngineCtx {
     }
 
     /// The component of `wasm`, from the cache when it holds this exact `.wasm` compiled by
-    /// this engine; compiled (and cached) otherwise.
+    /// this engine, intact; compiled (and cached) otherwise.
     fn cached(&self, wasm: &[u8], sha256: &str, dir: &Path) -> wasmtime::Result<Component> {
         let artifact = dir.join(format!("{sha256}.cwasm"));
-        if artifact.is_file() {
-            // SAFETY: `deserialize_file` runs the machine code in the file, so it must be what
-            // `Component::serialize` of this wasmtime produced. It is: only `cached` writes this
-            // directory (atomically, by rename), inside the host's own data dir, which only the
-            // host's user can write (whoever can write it can also change the deployment).
-            // wasmtime itself refuses artifacts of another version or configuration, which is
-            // then compiled again below.
-            #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(&self.engine, &artifact) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::info!(artifact = %artifact.display(), "recompiling: {e:#}"),
+        match std::fs::read(&artifact).map(|file| unseal(&file).map(<[u8]>::to_vec)) {
+            Ok(Some(code)) => {
+                // SAFETY: `deserialize` runs the machine code in `code`, so it must be what
+                // `Component::serialize` of this wasmtime produced. It is: `code` is the copy
+                // in memory whose sha256 matched the one `cached` wrote with it (a torn or
+                // altered file does not match and is compiled again), the file is only written
+                // by `cached`, inside the host's own data dir, which only the host's user can
+                // write (whoever can write it can also change the deployment). wasmtime itself
+                // refuses artifacts of another version or configuration, which is then
+                // compiled again below.
+                #[allow(unsafe_code)]
+                match unsafe { Component::deserialize(&self.engine, &code) } {
+                    Ok(component) => return Ok(component),
+                    Err(e) => tracing::info!(artifact = %artifact.display(), "recompiling: {e:#}"),
+                }
             }
+            Ok(None) => tracing::warn!(
+                artifact = %artifact.display(),
+                "recompiling: the cached file is damaged (its sha256 does not match)"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(artifact = %artifact.display(), "recompiling: {e}"),
         }
         let component = Component::from_binary(&self.engine, wasm)?;
-        if let Err(e) = write_atomically(dir, &artifact, &component.serialize()?) {
+        let sealed = seal(&component.serialize()?);
+        if let Err(e) = wedge_core::files::private_dir(dir)
+            .and_then(|()| wedge_core::files::write_atomic(&artifact, &sealed))
+        {
             tracing::warn!(artifact = %artifact.display(), "cannot cache the compiled module: {e}");
         }
         Ok(component)
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file renamed over it: a crash leaves either
-/// the old file or the new one, never half of one.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+/// What a cached artifact starts with; then the sha256 (hex) of the rest and a newline.
+const MAGIC: &[u8] = b"wedge-cwasm-v1\n";
+const HEADER_LEN: usize = MAGIC.len() + 64 + 1;
+
+/// `code` with the header that lets [`unseal`] tell it is whole.
+fn seal(code: &[u8]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(HEADER_LEN + code.len());
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(wedge_store::sha256_hex(code).as_bytes());
+    file.push(b'\n');
+    file.extend_from_slice(code);
+    file
+}
+
+/// The code in a cached `file`, if it is exactly what [`seal`] wrote.
+fn unseal(file: &[u8]) -> Option<&[u8]> {
+    let digest = file.strip_prefix(MAGIC)?.get(..64)?;
+    let code = file.get(HEADER_LEN..)?;
+    (file[HEADER_LEN - 1] == b'\n' && wedge_store::sha256_hex(code).as_bytes() == digest)
+        .then_some(code)
 }
 
 #[cfg(test)]
@@ -192,7 +219,7 @@ mod tests {
             .unwrap();
         let compiled = std::fs::read(&artifact).expect("the artifact is written");
         assert!(
-            compiled.starts_with(b"\x7fELF"),
+            unseal(&compiled).expect("sealed").starts_with(b"\x7fELF"),
             "machine code, not the wasm"
         );
 
@@ -209,5 +236,41 @@ mod tests {
             .compile_file(Path::new(wedge_test_artifacts::ECHO))
             .unwrap();
         assert_eq!(std::fs::read(&artifact).unwrap(), compiled);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name.to_string_lossy().contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn a_cached_module_whose_code_changed_or_was_torn_is_compiled_again_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EngineCtx::new().unwrap().with_cache(dir.path().into());
+        let wasm = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
+        let artifact = dir
+            .path()
+            .join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+        engine.compile(&wasm, "echo").unwrap();
+        let good = std::fs::read(&artifact).unwrap();
+
+        // Bytes flipped in the middle (machine code, which wasmtime's own checks do not
+        // cover), then a file cut short (a torn write): each time compiled and replaced.
+        let mut flipped = good.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle..middle + 64]
+            .iter_mut()
+            .for_each(|b| *b = !*b);
+        for damaged in [flipped, good[..good.len() / 3].to_vec()] {
+            std::fs::write(&artifact, &damaged).unwrap();
+            engine.compile(&wasm, "echo").unwrap();
+            assert_eq!(
+                std::fs::read(&artifact).unwrap(),
+                good,
+                "the file is replaced"
+            );
+        }
+        assert_eq!(unseal(&good[..HEADER_LEN - 1]), None);
     }
 }

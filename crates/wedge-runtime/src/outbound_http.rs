@@ -1,21 +1,46 @@
 //! Outbound `wasi:http` requests, allowed only to the module's `allowed-hosts`.
 
+use std::sync::Arc;
+
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::limiter::RateLimiter;
 use crate::spec::AllowedHosts;
 
 /// The `wasi:http` hooks of one module: deny by default, then the standard client.
 pub(crate) struct OutboundHttp {
     module: String,
     allowed: AllowedHosts,
+    /// The rate of denial warnings: a module retrying a denied request must not fill the log.
+    warnings: Arc<RateLimiter>,
 }
 
 impl OutboundHttp {
-    pub(crate) fn new(module: &str, allowed: AllowedHosts) -> Self {
+    pub(crate) fn new(module: &str, allowed: AllowedHosts, warnings: Arc<RateLimiter>) -> Self {
         OutboundHttp {
             module: module.to_string(),
             allowed,
+            warnings,
         }
+    }
+
+    /// Warns that a request to `uri` was denied, at the rate of `warnings`.
+    fn warn_denied(&self, uri: &http::Uri) {
+        let module = &self.module;
+        self.warnings.gate(
+            |n| tracing::warn!(module = %module, "{n} more outbound HTTP requests were denied"),
+            || {
+                tracing::warn!(
+                    module = %module,
+                    destination = %format_args!(
+                        "{}://{}",
+                        uri.scheme_str().unwrap_or("?"),
+                        uri.authority().map_or("?", |a| a.as_str())
+                    ),
+                    "outbound HTTP request denied: destination is not in the module's allowed-hosts"
+                )
+            },
+        );
     }
 
     /// Whether `uri` is on the allow-list. A URI without scheme or host is denied.
@@ -65,16 +90,7 @@ impl WasiHttpHooks for OutboundHttp {
     ) -> ResponseFuture {
         drop(fut);
         if !self.allows(request.uri()) {
-            let uri = request.uri();
-            tracing::warn!(
-                module = %self.module,
-                destination = %format_args!(
-                    "{}://{}",
-                    uri.scheme_str().unwrap_or("?"),
-                    uri.authority().map_or("?", |a| a.as_str())
-                ),
-                "outbound HTTP request denied: destination is not in the module's allowed-hosts"
-            );
+            self.warn_denied(request.uri());
             return Box::new(async move {
                 drain(request.into_body()).await;
                 Err(Error::HttpRequestDenied)
@@ -100,6 +116,7 @@ mod tests {
         let hooks = OutboundHttp::new(
             "m",
             AllowedHosts::parse(&["http://127.0.0.1:8080"]).unwrap(),
+            Arc::new(RateLimiter::for_denials()),
         );
         let ok: http::Uri = "http://127.0.0.1:8080/ingest?x=1".parse().unwrap();
         let other_port: http::Uri = "http://127.0.0.1:9090/".parse().unwrap();

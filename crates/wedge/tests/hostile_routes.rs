@@ -121,3 +121,48 @@ fn a_slow_destination_that_drops_the_oldest_never_pushes_back() {
     assert!(echo["dropped"].as_u64().unwrap() > 0, "{echo}");
     assert_eq!(echo["state"], "running", "{echo}");
 }
+
+/// Resident memory of process `pid`, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A module sending 1024-message batches as fast as it can next to one sending a reading every
+/// few milliseconds: the healthy one's messages all arrive, once each, and the host's memory
+/// stays bounded (the flood waits in the outbox on disk, not in memory).
+#[test]
+fn a_send_flood_does_not_starve_a_healthy_sender() {
+    const LIMIT: u64 = 200;
+    let host = Host::start(&format!(
+        "{}{}\
+         [routes.flood]\nfrom = \"flood/counts\"\nto = \"$upstream\"\n\
+         [routes.healthy]\nfrom = \"healthy/counts\"\nto = \"$upstream\"\n",
+        module("flood", COUNTER, "tick-ms = 1\nconfig = { batch = 1024 }"),
+        module(
+            "healthy",
+            COUNTER,
+            &format!("tick-ms = 5\nconfig = {{ limit = {LIMIT} }}")
+        ),
+    ));
+    let mut peak = 0;
+    wait_for("every healthy number", TIMEOUT, || {
+        peak = peak.max(rss_bytes(host.pid()));
+        (seq_counts(&host, "healthy").len() as u64 >= LIMIT).then_some(())
+    });
+    assert_exactly_once(&seq_counts(&host, "healthy"), LIMIT);
+    let flooded = host.module_status("flood")["messages-out"]
+        .as_u64()
+        .unwrap();
+    assert!(flooded > 10 * LIMIT, "the flood sent only {flooded}");
+    eprintln!(
+        "flood: {flooded} messages; healthy: {LIMIT}; peak RSS {} MiB",
+        peak >> 20
+    );
+    assert!(peak < 256 << 20, "peak RSS {} MiB", peak >> 20);
+}

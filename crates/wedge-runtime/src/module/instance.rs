@@ -1,12 +1,12 @@
 //! One instantiation of a module: its store and the typed calls into its exports.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::{EdgeModule, EdgeModulePre};
-use crate::engine::EPOCH_TICK;
-use crate::host::HostState;
+use crate::host::{HostState, LimitExceeded};
 use wedge_core::Message;
 
 use super::{MethodResult, ModuleCtx};
@@ -55,21 +55,24 @@ impl Instance {
         };
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|mut store| {
+        // Every exit to the host (host calls and wasmtime's libcalls, the epoch check included)
+        // stops the CPU meter and every return to guest code starts it: waiting is not charged.
+        store.call_hook(|mut store, hook| {
             let cpu = &mut store.data_mut().cpu;
-            cpu.used += 1;
-            if cpu.used > cpu.limit {
-                let ms = cpu.limit * EPOCH_TICK.as_millis() as u64;
-                return Err(wasmtime::format_err!(
-                    "CPU limit exceeded: one call ran for more than {ms} ms"
-                ));
+            match hook.entering_host() {
+                true => cpu.leave_wasm(Instant::now()),
+                false => cpu.enter_wasm(Instant::now()),
             }
-            // Let other modules run, then come back one tick later.
-            Ok(UpdateDeadline::Yield(1))
+            Ok(())
+        });
+        // Each epoch tick in guest code: over budget traps, else let other modules run.
+        store.epoch_deadline_callback(|store| match store.data().cpu.exceeded() {
+            Some(limit) => Err(limit.into()),
+            None => Ok(UpdateDeadline::Yield(1)),
         });
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
-            Err(e) => return trapped(&e),
+            Err(e) => return trapped(&e, store.data()),
         };
         let mut instance = Instance { store, bindings };
         let config = ctx.config().to_string();
@@ -79,15 +82,18 @@ impl Instance {
             .wedge_edge_module()
             .call_init(&mut instance.store, &config)
             .await;
-        match outcome(result) {
+        match outcome(result, instance.store.data()) {
             Outcome::Refused(e) => Outcome::Refused(format!("init refused its configuration: {e}")),
             other => other.map(|()| instance),
         }
     }
 
-    /// Resets the CPU budget: every call gets the full budget.
+    /// Every call gets the full CPU budget, and what ended the last one is forgotten.
     fn begin_call(&mut self) {
-        self.store.data_mut().cpu.used = 0;
+        let state = self.store.data_mut();
+        state.cpu.begin_call();
+        state.limits.begin_call();
+        state.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.store.set_epoch_deadline(1);
     }
 
@@ -98,7 +104,7 @@ impl Instance {
             .wedge_edge_module()
             .call_on_config(&mut self.store, config)
             .await;
-        outcome(r)
+        outcome(r, self.store.data())
     }
 
     pub(crate) async fn on_message(&mut self, input: &str, message: Message) -> Outcome<()> {
@@ -108,7 +114,7 @@ impl Instance {
             .wedge_edge_module()
             .call_on_message(&mut self.store, input, &message.into())
             .await;
-        outcome(r)
+        outcome(r, self.store.data())
     }
 
     pub(crate) async fn on_tick(&mut self) -> Outcome<()> {
@@ -118,7 +124,7 @@ impl Instance {
             .wedge_edge_module()
             .call_on_tick(&mut self.store)
             .await;
-        outcome(r)
+        outcome(r, self.store.data())
     }
 
     pub(crate) async fn on_method(&mut self, name: &str, payload: &str) -> Outcome<MethodResult> {
@@ -128,41 +134,70 @@ impl Instance {
             .wedge_edge_module()
             .call_on_method(&mut self.store, name, payload)
             .await;
-        outcome(r).map(|response| MethodResult {
+        outcome(r, self.store.data()).map(|response| MethodResult {
             status: response.status,
             payload: response.payload,
         })
     }
 }
 
-fn outcome<T>(result: wasmtime::Result<Result<T, String>>) -> Outcome<T> {
+fn outcome<T>(result: wasmtime::Result<Result<T, String>>, state: &HostState) -> Outcome<T> {
     match result {
         Ok(Ok(value)) => Outcome::Done(value),
         Ok(Err(refusal)) => Outcome::Refused(refusal),
-        Err(trap) => trapped(&trap),
+        Err(trap) => trapped(&trap, state),
     }
 }
 
 /// A call that ended in an error: a clean exit (`exit(0)`), or a failure.
-fn trapped<T>(error: &wasmtime::Error) -> Outcome<T> {
+fn trapped<T>(error: &wasmtime::Error, state: &HostState) -> Outcome<T> {
     match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         Some(wasmtime_wasi::I32Exit(0)) => Outcome::Exited,
         Some(wasmtime_wasi::I32Exit(status)) => {
             Outcome::Trapped(format!("the module exited with status {status}"))
         }
-        None => Outcome::Trapped(describe(error)),
+        None => {
+            // The whole story (wasm backtrace, error chain) for the log; one line for status.
+            tracing::warn!("trap: {error:?}");
+            Outcome::Trapped(cause(error, state))
+        }
     }
 }
 
-/// A one-line description of a trap: its message and root cause, without the backtrace (which
-/// is logged separately at debug level).
-fn describe(error: &wasmtime::Error) -> String {
-    tracing::debug!("trap details: {error:?}");
-    let top = error.to_string();
-    let root = error.root_cause().to_string();
-    if top == root || top.contains(&root) {
-        top
-    } else {
-        format!("{top}: {root}")
+/// One line naming why a call trapped: the limit it hit, the guest's panic (from its stderr),
+/// the memory it was refused (a guest refused memory aborts, which shows only as
+/// `unreachable`), or else the first line of the error without wasmtime's backtrace.
+fn cause(error: &wasmtime::Error, state: &HostState) -> String {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return limit.to_string();
     }
+    if let Some(panic) = state
+        .panic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        return panic;
+    }
+    if let Some(limit) = state.limits.exceeded() {
+        return limit.to_string();
+    }
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    // wasmtime adds the backtrace as a context of the error: the chain's other links name it.
+    let backtrace = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(ToString::to_string);
+    let mut parts: Vec<String> = Vec::new();
+    for e in error.chain() {
+        if backtrace.as_deref() == Some(e.to_string().as_str()) {
+            continue;
+        }
+        let line = e.to_string().lines().next().unwrap_or_default().to_string();
+        if !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+    }
+    parts.join(": ")
 }

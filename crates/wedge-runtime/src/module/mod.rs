@@ -2,6 +2,7 @@
 
 mod inbox;
 mod instance;
+mod logs;
 mod stats;
 mod supervisor;
 
@@ -13,10 +14,12 @@ use tokio::sync::oneshot;
 use wedge_core::{Message, Upstream};
 
 use crate::ModuleImage;
+use crate::limiter::RateLimiter;
 use crate::router::Router;
 use crate::spec::ModuleSpec;
 
 pub(crate) use inbox::{Inbox, InboxReceiver, Refused, Reservation, inbox};
+pub(crate) use logs::Source;
 pub(crate) use stats::ModuleStats;
 pub use stats::ModuleStatus;
 pub(crate) use supervisor::supervise;
@@ -36,6 +39,10 @@ pub(crate) struct ModuleCtx {
     pub stats: ModuleStats,
     /// The module's durable key-value state.
     pub state: wedge_store::ModuleState,
+    /// The rate of its log records (`log.log`, stdout, stderr), across its instances.
+    logs: RateLimiter,
+    /// The rate of the host's warnings about its denied HTTP requests, across its instances.
+    pub denials: Arc<RateLimiter>,
 }
 
 impl ModuleCtx {
@@ -59,6 +66,8 @@ impl ModuleCtx {
             config: Mutex::new(config),
             stats,
             state,
+            logs: RateLimiter::for_logs(),
+            denials: Arc::new(RateLimiter::for_denials()),
         }
     }
 

@@ -34,6 +34,9 @@ pub struct ModuleStatus {
     pub dropped: u64,
     /// Times the module was restarted after a failure or on request.
     pub restarts: u64,
+    /// Log records (`log.log`, stdout and stderr lines) dropped because the module logged
+    /// more than its rate.
+    pub logs_suppressed: u64,
     /// When its current (or last) instance started.
     #[serde(serialize_with = "rfc3339")]
     pub last_start: Option<SystemTime>,
@@ -45,6 +48,18 @@ pub struct ModuleStatus {
     /// The configuration the module runs with (deployment config overlaid with the desired
     /// configuration it accepted).
     pub config: serde_json::Value,
+}
+
+/// `error` as one line of at most [`MAX_ERROR_LEN`] bytes: status displays show one line per
+/// module, and a guest's refusal may hold newlines.
+fn one_line(error: &str) -> String {
+    let line = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    truncate(&line, MAX_ERROR_LEN).to_string()
 }
 
 fn rfc3339<S: serde::Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -60,6 +75,7 @@ pub(crate) struct ModuleStats {
     pub send_errors: AtomicU64,
     pub call_errors: AtomicU64,
     pub restarts: AtomicU64,
+    pub logs_suppressed: AtomicU64,
     health: Mutex<Health>,
     /// Bumped at every change of health, so that a reporter can wait for one.
     changes: watch::Sender<u64>,
@@ -81,6 +97,7 @@ impl ModuleStats {
             send_errors: AtomicU64::new(0),
             call_errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            logs_suppressed: AtomicU64::new(0),
             health: Mutex::new(Health {
                 state: RuntimeStatus::Running,
                 sha256,
@@ -116,7 +133,7 @@ impl ModuleStats {
             h.state = state;
             h.last_exit = Some(SystemTime::now());
             if let Some(error) = error {
-                h.last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
+                h.last_error = Some(one_line(error));
             }
         });
     }
@@ -127,7 +144,7 @@ impl ModuleStats {
         self.health
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .last_error = Some(truncate(error, MAX_ERROR_LEN).to_string());
+            .last_error = Some(one_line(error));
     }
 
     /// A restart after a failure or on request.
@@ -153,6 +170,7 @@ impl ModuleStats {
             queued: inbox.len() as u64,
             dropped: inbox.dropped(),
             restarts: self.restarts.load(Ordering::Relaxed),
+            logs_suppressed: self.logs_suppressed.load(Ordering::Relaxed),
             last_start: health.last_start,
             last_exit: health.last_exit,
             last_error: health.last_error.clone(),

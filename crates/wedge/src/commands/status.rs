@@ -14,8 +14,8 @@ pub struct Args {
     json: bool,
 }
 
-/// Prints one line per module (state, messages in and out, errors, restarts, last error), then
-/// the upstream link and the outbox.
+/// Prints one line per module (state, messages in and out, errors, restarts, messages
+/// its inbox dropped, log lines suppressed by its rate limit, last error), then the upstream link and the outbox.
 pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     let status = client::call(data_dir, &Request::Status).await?;
     if args.json {
@@ -23,24 +23,28 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     out!(
-        "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  LAST ERROR",
+        "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10}  LAST ERROR",
         "MODULE",
         "STATE",
         "IN",
         "OUT",
         "ERRORS",
-        "RESTARTS"
+        "RESTARTS",
+        "DROPPED",
+        "LOGS-SUPPR"
     );
     for m in status["modules"].as_array().into_iter().flatten() {
         let count = |key: &str| m[key].as_u64().unwrap_or(0);
         out!(
-            "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8}  {}",
+            "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10}  {}",
             m["name"].as_str().unwrap_or("?"),
             m["state"].as_str().unwrap_or("?"),
             count("messages-in"),
             count("messages-out"),
             count("errors"),
             count("restarts"),
+            count("dropped"),
+            count("logs-suppressed"),
             m["last-error"].as_str().unwrap_or("-"),
         );
     }

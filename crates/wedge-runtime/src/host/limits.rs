@@ -1,0 +1,177 @@
+//! The limits of one store and which one a call ran into: memory (wasmtime's [`StoreLimits`],
+//! remembering that a growth was refused, since the guest then only traps with `unreachable`)
+//! and CPU per call, counting time in guest code only.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+
+/// Most instances, tables and memories one module may create. A Rust component has a handful.
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+
+/// A limit a call ran into: the cause of its trap, in the words `wedge status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LimitExceeded {
+    /// `cpu-ms-per-call`.
+    #[error("CPU limit of {ms} ms per call exceeded")]
+    Cpu { ms: u64 },
+    /// `memory-mb`.
+    #[error("memory limit of {mib} MiB reached")]
+    Memory { mib: u64 },
+}
+
+/// wasmtime's store limits, plus whether this call was refused memory.
+pub(crate) struct MemoryLimits {
+    inner: StoreLimits,
+    mib: u64,
+    bytes: usize,
+    refused: bool,
+}
+
+impl MemoryLimits {
+    pub(crate) fn new(mib: u64) -> Self {
+        let bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        MemoryLimits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(bytes)
+                .instances(MAX_INSTANCES)
+                .tables(MAX_TABLES)
+                .memories(MAX_MEMORIES)
+                .build(),
+            mib,
+            bytes,
+            refused: false,
+        }
+    }
+
+    /// A new call starts: what the last one was refused does not concern it.
+    pub(crate) fn begin_call(&mut self) {
+        self.refused = false;
+    }
+
+    /// The memory limit, if this call was refused memory because of it.
+    pub(crate) fn exceeded(&self) -> Option<LimitExceeded> {
+        self.refused
+            .then_some(LimitExceeded::Memory { mib: self.mib })
+    }
+}
+
+impl ResourceLimiter for MemoryLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if !allowed && desired > self.bytes {
+            self.refused = true;
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// The guest-code time of the current call, against `cpu-ms-per-call`. The store's call hook
+/// brackets every host call (and wasmtime's own libcalls, the epoch check among them) with
+/// [`CpuMeter::leave_wasm`] and [`CpuMeter::enter_wasm`], so time blocked in a host call (an
+/// fsync'd send, a state write, an HTTP request) or waiting for the scheduler after a yield
+/// is not charged.
+#[derive(Debug)]
+pub(crate) struct CpuMeter {
+    limit: Duration,
+    used: Duration,
+    /// When the guest last entered (or went back to) its code, while it runs it.
+    running_since: Option<Instant>,
+}
+
+impl CpuMeter {
+    pub(crate) fn new(limit_ms: u64) -> Self {
+        CpuMeter {
+            limit: Duration::from_millis(limit_ms.max(1)),
+            used: Duration::ZERO,
+            running_since: None,
+        }
+    }
+
+    /// A new call gets the whole budget.
+    pub(crate) fn begin_call(&mut self) {
+        self.used = Duration::ZERO;
+    }
+
+    pub(crate) fn enter_wasm(&mut self, now: Instant) {
+        self.running_since = Some(now);
+    }
+
+    pub(crate) fn leave_wasm(&mut self, now: Instant) {
+        if let Some(since) = self.running_since.take() {
+            self.used += now.saturating_duration_since(since);
+        }
+    }
+
+    /// The CPU limit, if the current call has used more than its budget.
+    pub(crate) fn exceeded(&self) -> Option<LimitExceeded> {
+        (self.used > self.limit).then_some(LimitExceeded::Cpu {
+            ms: self.limit.as_millis() as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_time_in_guest_code_is_charged() {
+        let mut cpu = CpuMeter::new(100);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        cpu.begin_call();
+        // 60 ms in wasm, 10 s in a host call, 30 ms in wasm: 90 ms used.
+        cpu.enter_wasm(t0);
+        cpu.leave_wasm(ms(60));
+        cpu.enter_wasm(ms(10_060));
+        cpu.leave_wasm(ms(10_090));
+        assert_eq!(cpu.exceeded(), None);
+        cpu.enter_wasm(ms(20_000));
+        cpu.leave_wasm(ms(20_011));
+        assert_eq!(cpu.exceeded(), Some(LimitExceeded::Cpu { ms: 100 }));
+        assert_eq!(
+            cpu.exceeded().unwrap().to_string(),
+            "CPU limit of 100 ms per call exceeded"
+        );
+        // The next call starts from nothing.
+        cpu.begin_call();
+        assert_eq!(cpu.exceeded(), None);
+    }
+}
