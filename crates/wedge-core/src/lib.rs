@@ -13,7 +13,10 @@ mod topic_template;
 mod upstream;
 
 pub use doc::{DesiredStatus, RestartPolicy};
-pub use message::{MAX_BODY_BYTES, MAX_PROPERTIES, MAX_PROPERTY_LEN, Message, SendError, truncate};
+pub use message::{
+    MAX_BODY_BYTES, MAX_METHOD_PAYLOAD_BYTES, MAX_PROPERTIES, MAX_PROPERTY_LEN, MAX_REPORTED_BYTES,
+    Message, SendError, truncate,
+};
 pub use topic_template::{TemplateError, TopicTemplate};
 pub use upstream::{Upstream, UpstreamMessage};
 

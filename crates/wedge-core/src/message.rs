@@ -8,6 +8,12 @@ pub const MAX_PROPERTIES: usize = 64;
 pub const MAX_PROPERTY_LEN: usize = 1024;
 /// Longest `content-type` or `content-encoding` (they travel as properties too).
 pub const MAX_CONTENT_FIELD_LEN: usize = 128;
+/// Largest reported-properties patch an upstream sends at once: IoT Hub's limit for the whole
+/// `properties/reported` section (32 KB), so no single patch can be refused for its size alone.
+/// Also the cap of the MQTT upstream's retained reported document, which plays that section.
+pub const MAX_REPORTED_BYTES: usize = 32 * 1024;
+/// Largest direct-method payload, either way: IoT Hub's limit (128 KB).
+pub const MAX_METHOD_PAYLOAD_BYTES: usize = 128 * 1024;
 
 /// A message between modules or to the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -91,6 +91,7 @@ async fn connected_hub(
     identity: &topics::Identity,
     token: &str,
     outbox: Outbox,
+    meta: wedge_store::Meta,
 ) -> IotHub {
     let connection = ConnectionString::parse(&format!(
         "HostName={};DeviceId={};GatewayHostName=127.0.0.1;SharedAccessSignature={token}",
@@ -103,6 +104,7 @@ async fn connected_hub(
     let drain = Drain {
         outbox,
         id_prefix: "bench".into(),
+        meta,
     };
     let (hub, _events) = IotHub::start(options, drain).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -142,7 +144,7 @@ async fn module_e2e(broker: &Broker, identity: &topics::Identity, token: &str) -
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let outbox = unbounded_outbox(&store);
-    let hub = Arc::new(connected_hub(broker, identity, token, outbox.clone()).await);
+    let hub = Arc::new(connected_hub(broker, identity, token, outbox.clone(), store.meta()).await);
     let toml = format!(
         "[modules.counter]\npath = {COUNTER:?}\ntick-ms = 1\n\
          config = {{ batch = {BATCH}, limit = {MESSAGES}, pad = {} }}\n\
@@ -224,7 +226,7 @@ async fn wedge_upstream(
     store: &Store,
 ) -> f64 {
     let outbox = unbounded_outbox(store);
-    let hub = connected_hub(broker, identity, token, outbox.clone()).await;
+    let hub = connected_hub(broker, identity, token, outbox.clone(), store.meta()).await;
     let record = UpstreamMessage {
         module: "bench".into(),
         output: "out".into(),

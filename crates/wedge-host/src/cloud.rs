@@ -1,13 +1,14 @@
 //! What the host does when the cloud (IoT Hub, or an MQTT broker's config topic) asks: apply
 //! the desired deployment (through the reconciler, latest first), answer direct methods, route
-//! cloud-to-device messages (`$upstream/c2d`) to module inputs.
+//! cloud-to-device messages (`$upstream/c2d`) to module inputs. The link hands these over
+//! without waiting for the host, so none of this can hold up telemetry or keep-alives.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
-use wedge_hub::{Cloud, HubEvent};
+use tokio::sync::watch;
+use wedge_hub::{Cloud, Desired, HubEvents, MethodCall};
 use wedge_runtime::{Runtime, RuntimeError};
 use wedge_store::Outbox;
 
@@ -21,55 +22,65 @@ const RESTART_DEADLINE: Duration = Duration::from_secs(10);
 /// task, one at a time with the latest winning, so that a slow download never holds up
 /// methods or cloud-to-device messages.
 pub(crate) async fn serve(
-    mut events: mpsc::Receiver<HubEvent>,
+    events: HubEvents,
     runtime: Arc<Runtime>,
     reconciler: Arc<Reconciler>,
     hub: Arc<dyn Cloud>,
     outbox: Outbox,
 ) {
-    let (desired_tx, desired_rx) = watch::channel(None);
-    let applying = tokio::spawn(apply_latest(desired_rx, reconciler));
-    while let Some(event) = events.recv().await {
-        match event {
-            HubEvent::Desired { version, desired } => {
-                desired_tx.send_replace(Some((version, desired)));
-            }
-            HubEvent::Method {
-                name,
-                payload,
-                respond,
-            } => {
-                let (runtime, hub, outbox) = (runtime.clone(), hub.clone(), outbox.clone());
-                // Methods run concurrently: a slow module must not hold up the twin.
-                tokio::spawn(async move {
-                    let status = || status::document(&runtime, &outbox, Some(hub.as_ref()));
-                    let _ = respond.send(method(&runtime, &name, &payload, status).await);
-                });
-            }
-            HubEvent::C2d(message) => {
-                if let Err(e) = runtime.deliver_c2d(message).await {
-                    tracing::warn!(error = %e, "cloud-to-device message dropped");
+    let HubEvents {
+        desired,
+        mut methods,
+        mut c2d,
+    } = events;
+    let applying = tokio::spawn(apply_latest(desired, reconciler));
+    let (mut methods_open, mut c2d_open) = (true, true);
+    while methods_open || c2d_open {
+        tokio::select! {
+            call = methods.recv(), if methods_open => match call {
+                None => methods_open = false,
+                // Methods run concurrently (a slow module must not hold up others); the link
+                // bounds how many are unanswered, so this spawns a bounded number of tasks.
+                Some(call) => {
+                    let (runtime, hub, outbox) = (runtime.clone(), hub.clone(), outbox.clone());
+                    tokio::spawn(answer(call, runtime, hub, outbox));
                 }
-            }
+            },
+            message = c2d.recv(), if c2d_open => match message {
+                None => c2d_open = false,
+                Some(message) => {
+                    if let Err(e) = runtime.deliver_c2d(message).await {
+                        tracing::warn!(error = %e, "cloud-to-device message dropped");
+                    }
+                }
+            },
         }
     }
-    applying.abort();
+    // The MQTT upstream has neither methods nor C2D: desired deployments go on arriving.
+    let _ = applying.await;
+}
+
+async fn answer(call: MethodCall, runtime: Arc<Runtime>, hub: Arc<dyn Cloud>, outbox: Outbox) {
+    let status = || status::document(&runtime, &outbox, Some(hub.as_ref()));
+    let (code, payload) = method(&runtime, &call.name, &call.payload, status).await;
+    call.answer(code, payload);
 }
 
 /// Applies the latest desired deployment each time one arrives; those that arrive while one is
 /// applied are skipped but for the newest.
-async fn apply_latest(
-    mut desired: watch::Receiver<Option<(u64, Value)>>,
-    reconciler: Arc<Reconciler>,
-) {
+async fn apply_latest(mut desired: watch::Receiver<Option<Desired>>, reconciler: Arc<Reconciler>) {
     while desired.changed().await.is_ok() {
-        let Some((version, document)) = desired.borrow_and_update().clone() else {
+        let Some(Desired {
+            version,
+            deployment,
+        }) = desired.borrow_and_update().clone()
+        else {
             continue;
         };
-        if reconciler.applied().desired() == (Some(version), document.clone()) {
+        if reconciler.applied().desired() == (Some(version), deployment.clone()) {
             continue; // what the host started with: nothing to do
         }
-        reconciler.apply(Some(version), &document).await;
+        reconciler.apply(Some(version), &deployment).await;
     }
 }
 

@@ -65,6 +65,7 @@ impl Host {
         let drain = Drain {
             outbox: outbox.clone(),
             id_prefix: store_id(&store).await?,
+            meta: store.meta(),
         };
         let mut tasks = Vec::new();
         let (local, cloud, upstream): (_, _, Arc<dyn Upstream>) =

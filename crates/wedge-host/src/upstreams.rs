@@ -5,15 +5,14 @@ use std::sync::Arc;
 
 use crate::config::{MqttSpec, UpstreamSpec};
 use anyhow::Context;
-use tokio::sync::mpsc;
 use wedge_core::TopicTemplate;
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{ClientIdentity, IotHub, IotHubOptions};
 use wedge_hub::mqtt::{MqttUpstream, MqttUpstreamOptions};
-use wedge_hub::{Cloud, Drain, HubEvent};
+use wedge_hub::{Cloud, Drain, HubEvents};
 
 /// A started cloud upstream and the events it brings.
-pub(crate) type CloudLink = (Arc<dyn Cloud>, mpsc::Receiver<HubEvent>);
+pub(crate) type CloudLink = (Arc<dyn Cloud>, HubEvents);
 
 /// Starts the cloud upstream of `spec`; `None` for the local hub, which the host opens itself.
 ///

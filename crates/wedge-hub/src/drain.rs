@@ -1,6 +1,6 @@
 //! [`Drain`]: the durable outbox as an upstream sees it.
 
-use wedge_store::Outbox;
+use wedge_store::{Meta, Outbox};
 
 /// The outbox an upstream drains: records in id order, deleted once the upstream's far end has
 /// them, and how record ids become message ids.
@@ -11,6 +11,9 @@ pub struct Drain {
     /// Prefix of message ids, unique to the data dir (its store), so that ids stay unique if
     /// the data dir is ever started afresh.
     pub id_prefix: String,
+    /// The store's named documents, where an upstream keeps what must outlive a restart (the
+    /// MQTT upstream's config version counter).
+    pub meta: Meta,
 }
 
 impl Drain {

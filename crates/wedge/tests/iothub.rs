@@ -329,3 +329,87 @@ async fn a_module_identity_uses_its_own_topics_and_twin() {
         .unwrap();
     assert_eq!((status, payload), (200, json!({"pong": "m"})));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_over_the_method_payload_limit_is_replaced_by_413() {
+    let cloud = Cloud::start().await;
+    let host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
+    cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+
+    // `ping` answers with what it was sent: 130 KiB in, over 128 KiB out.
+    let big = "x".repeat(130 * 1024);
+    let (status, payload) = cloud
+        .hub
+        .invoke(DEVICE, "echo.ping", json!(big), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    assert!(
+        payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("131072-byte limit"),
+        "{payload}"
+    );
+    let (status, _) = cloud
+        .hub
+        .invoke(DEVICE, "echo.ping", json!(1), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the link is still up");
+    let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
+    assert_eq!(link["dropped"]["method-answers-too-large"], 1, "{link}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn methods_past_the_bound_get_503_while_a_slow_module_blocks_and_telemetry_flows() {
+    let cloud = std::sync::Arc::new(Cloud::start().await);
+    // The demo pipeline with an `echo` that may take 3 s per call.
+    let modules = demo_pipeline().replace("method-timeout-ms = 500", "method-timeout-ms = 3000");
+    let host = Host::start(&cloud.deployment(&cloud.token, &modules));
+    cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+
+    // 20 calls of a method that blocks the module for a second each: 16 are taken (the first
+    // few answered, the rest time out in the module's queue), 4 are answered 503 at once.
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let cloud = cloud.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let (status, _) = cloud
+                    .hub
+                    .invoke(DEVICE, "echo.sleep", json!({"ms": 1000}), TIMEOUT)
+                    .await
+                    .unwrap();
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile telemetry keeps arriving: the link does not wait for the module.
+    let before = cloud.hub.telemetry().len();
+    cloud
+        .hub
+        .wait_for_telemetry(before + 5, Duration::from_secs(3))
+        .await
+        .unwrap();
+    let mut busy = 0;
+    for call in calls {
+        let (status, elapsed) = call.await.unwrap();
+        match status {
+            503 => {
+                assert!(elapsed < Duration::from_secs(2), "503 after {elapsed:?}");
+                busy += 1;
+            }
+            200 | 504 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(busy, 4, "calls past the 16 unanswered are refused");
+    let link = host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"].clone();
+    assert_eq!(
+        (&link["connected"], &link["last-error"]),
+        (&json!(true), &Value::Null),
+        "the connection held: {link}"
+    );
+    assert_eq!(link["dropped"]["methods-refused"], 4, "{link}");
+}

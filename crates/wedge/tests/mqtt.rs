@@ -171,3 +171,43 @@ async fn the_retained_config_document_configures_modules() {
         .await
         .unwrap();
 }
+
+/// `lastDesiredVersion` in the latest reported document that has one: the version of the
+/// config document last applied (also the `av` of its acknowledgements).
+fn desired_version(received: &[Received]) -> Option<u64> {
+    received
+        .iter()
+        .rev()
+        .filter(|m| m.topic == REPORTED_TOPIC)
+        .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
+        .find_map(|doc| doc["wedge"]["lastDesiredVersion"].as_u64())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_versions_keep_growing_across_restarts() {
+    let setup = MqttSetup::start();
+    let observer = MqttObserver::start(&setup.broker, "wedge/#").await.unwrap();
+    let config = json!({"wedge": {"modules": {"filter": {"config": {"threshold": 24.0}}}}});
+    observer
+        .publish(CONFIG_TOPIC, config.to_string(), true)
+        .await
+        .unwrap();
+    let mut host = Host::start(&setup.deployment(PASSWORD, &pipeline()));
+    let first = observer
+        .wait_for("the config applied", TIMEOUT, |r| {
+            reported_ack(r, |ack| ack["ac"] == 200)?;
+            desired_version(r)
+        })
+        .await
+        .unwrap();
+    // The same retained document after a restart is applied at a later version, never at one
+    // already used.
+    host.restart();
+    let second = observer
+        .wait_for("the config applied after the restart", TIMEOUT, |r| {
+            desired_version(r).filter(|&v| v != first)
+        })
+        .await
+        .unwrap();
+    assert!(second > first, "the version went from {first} to {second}");
+}

@@ -1,7 +1,8 @@
 //! The IoT Hub upstream: a `Protocol` for the shared MQTT link. It connects with a fresh SAS
 //! token (and reconnects before the token expires), or with an X.509 client certificate (no
-//! password, no renewal), addresses telemetry with IoT Hub's property-bag topics, feeds twin traffic to the I/O-free [`Twin`] machine, and hands desired
-//! configuration, direct methods and cloud-to-device messages to the host as [`HubEvent`]s.
+//! password, no renewal), addresses telemetry with IoT Hub's property-bag topics, feeds twin
+//! traffic to the I/O-free [`Twin`] machine, and hands desired configuration, direct methods
+//! and cloud-to-device messages to the host ([`HubEvents`]) without waiting for it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use wedge_core::{MAX_BODY_BYTES, SendError, Upstream, UpstreamMessage};
+use tokio::sync::OwnedSemaphorePermit;
+use wedge_core::{MAX_BODY_BYTES, MAX_METHOD_PAYLOAD_BYTES, SendError, Upstream, UpstreamMessage};
 
 use super::connection_string::{ConnectionString, Credential};
 use super::sas;
@@ -18,7 +19,10 @@ use super::topics::{self, Identity, Incoming, Telemetry};
 use super::twin::{Action, Twin, properties_patch};
 use crate::Drain;
 pub use crate::link::tls::{ClientIdentity, TlsFileError};
-use crate::link::{self, Cloud, Commands, HubEvent, LinkHandle, LinkStatus, Protocol, Wire};
+use crate::link::{
+    self, Cloud, Commands, HubEvents, LinkHandle, LinkStatus, MAX_PENDING_METHODS, Protocol,
+    Report, StatusCell, ToHost, Wire,
+};
 
 /// IoT Hub's limit for one device-to-cloud message, topic (property bag) included.
 const MAX_MESSAGE_BYTES: usize = MAX_BODY_BYTES;
@@ -77,13 +81,15 @@ pub enum IotHubError {
     CertificateWithoutX509,
 }
 
-/// Requests from the handle to the connection task.
+/// Requests from the handle (and from method calls being answered) to the connection task.
 enum Command {
-    Report(Value),
+    Report(Report),
     MethodResponse {
         status: u16,
         rid: String,
         payload: String,
+        /// Keeps the call counted among the unanswered until the answer is on its way.
+        _pending: OwnedSemaphorePermit,
     },
 }
 
@@ -101,10 +107,7 @@ impl IotHub {
     /// The CA file, the certificate or its key is unusable, the credential cannot sign a token,
     /// or a certificate is missing for `x509=true` (or given with a SAS credential). Checked
     /// now, so that a bad key is reported at start, not at every reconnect.
-    pub fn start(
-        options: IotHubOptions,
-        drain: Drain,
-    ) -> Result<(IotHub, mpsc::Receiver<HubEvent>), IotHubError> {
+    pub fn start(options: IotHubOptions, drain: Drain) -> Result<(IotHub, HubEvents), IotHubError> {
         let x509 = options.connection.credential == Credential::X509;
         match (x509, &options.client_identity) {
             (true, None) => return Err(IotHubError::X509WithoutCertificate),
@@ -118,19 +121,19 @@ impl IotHub {
             options.ca_file.as_deref(),
             options.client_identity.as_ref(),
         )?);
-        let (events, event_rx) = mpsc::channel(64);
-        let (commands, queue) = link::channel();
+        let (parts, events) = link::parts();
         let identity = options.connection.identity();
         let protocol = IotHubProtocol {
             identity: identity.clone(),
             options,
             tls,
-            events,
-            responses: commands.clone(),
+            to_host: parts.to_host.clone(),
+            answers: parts.commands.clone(),
+            status: parts.status.clone(),
             twin: Twin::default(),
         };
-        let link = link::start(protocol, commands, queue, drain);
-        Ok((IotHub { identity, link }, event_rx))
+        let link = link::start(protocol, parts, drain);
+        Ok((IotHub { identity, link }, events))
     }
 }
 
@@ -140,7 +143,7 @@ impl Cloud for IotHub {
     }
 
     fn report_raw(&self, patch: Value) {
-        self.link.command(Command::Report(patch));
+        self.link.report_raw(patch, Command::Report);
     }
 
     fn status(&self) -> LinkStatus {
@@ -159,9 +162,11 @@ impl Upstream for IotHub {
         Ok(())
     }
 
+    /// Waits only for the link to queue the patch (or refuse it), not for the hub.
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {
-        self.report_raw(properties_patch(module, patch));
-        Ok(())
+        self.link
+            .report(properties_patch(module, patch), Command::Report)
+            .await
     }
 }
 
@@ -192,9 +197,10 @@ struct IotHubProtocol {
     identity: Identity,
     options: IotHubOptions,
     tls: Arc<rustls::ClientConfig>,
-    events: mpsc::Sender<HubEvent>,
+    to_host: ToHost,
     /// Method answers come back through the command queue.
-    responses: Commands<Command>,
+    answers: Commands<Command>,
+    status: StatusCell,
     twin: Twin,
 }
 
@@ -250,7 +256,7 @@ impl Protocol for IotHubProtocol {
         telemetry_topic(&self.identity, message_id, message)
     }
 
-    async fn on_connected(&mut self, wire: &mut Wire<'_>) -> Result<(), String> {
+    fn on_connected(&mut self, wire: &mut Wire<'_>) -> Result<(), String> {
         let mut filters = vec![
             topics::TWIN_RESPONSE_FILTER.to_string(),
             topics::TWIN_DESIRED_FILTER.to_string(),
@@ -263,10 +269,10 @@ impl Protocol for IotHubProtocol {
             wire.subscribe(filter)?;
         }
         let actions = self.twin.on_connected(Instant::now());
-        self.act(actions, Some(wire)).await
+        self.act(actions, Some(wire))
     }
 
-    async fn on_publish(
+    fn on_publish(
         &mut self,
         topic: &str,
         payload: &[u8],
@@ -274,38 +280,17 @@ impl Protocol for IotHubProtocol {
     ) -> Result<(), String> {
         match Incoming::parse(topic) {
             Ok(Incoming::MethodRequest { name, rid }) => {
-                let (respond, answer) = oneshot::channel();
                 let payload = String::from_utf8_lossy(payload).into_owned();
-                let _ = self
-                    .events
-                    .send(HubEvent::Method {
-                        name,
-                        payload,
-                        respond,
-                    })
-                    .await;
-                // The answer may take the module a while: wait for it on the side.
-                let responses = self.responses.clone();
-                tokio::spawn(async move {
-                    let (status, payload) = answer
-                        .await
-                        .unwrap_or((500, r#"{"error":"no answer"}"#.into()));
-                    responses.send(Command::MethodResponse {
-                        status,
-                        rid,
-                        payload,
-                    });
-                });
-                Ok(())
+                self.on_method(name, payload, rid, wire)
             }
             Ok(Incoming::C2d { properties, .. }) => {
-                let message = topics::c2d_message(&properties, payload.to_vec());
-                let _ = self.events.send(HubEvent::C2d(message)).await;
+                self.to_host
+                    .c2d(topics::c2d_message(&properties, payload.to_vec()));
                 Ok(())
             }
             Ok(twin) => {
                 let actions = self.twin.on_incoming(&twin, payload, Instant::now());
-                self.act(actions, Some(wire)).await
+                self.act(actions, Some(wire))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring a message on an unexpected topic");
@@ -314,30 +299,30 @@ impl Protocol for IotHubProtocol {
         }
     }
 
-    /// Telemetry and reported patches are queued with or without a connection; a method
-    /// answer without one is dropped (the hub gave up on the call with the connection).
-    async fn on_command(
-        &mut self,
-        command: Command,
-        wire: Option<&mut Wire<'_>>,
-    ) -> Result<(), String> {
+    /// Reported patches are queued with or without a connection (or refused, and the reporter
+    /// told why); a method answer without one is dropped (the hub gave up on the call with the
+    /// connection).
+    fn on_command(&mut self, command: Command, wire: Option<&mut Wire<'_>>) -> Result<(), String> {
         match command {
-            Command::Report(patch) => {
-                let actions = self
-                    .twin
-                    .report(patch, Instant::now())
-                    .unwrap_or_else(|e| vec![Action::Warn(e.to_string())]);
-                self.act(actions, wire).await
+            Command::Report(report) => {
+                match self.twin.report(report.patch.clone(), Instant::now()) {
+                    Ok(actions) => {
+                        report.answer(&self.status, Ok(()));
+                        self.act(actions, wire)
+                    }
+                    Err(e) => {
+                        report.answer(&self.status, Err(e.to_string()));
+                        Ok(())
+                    }
+                }
             }
             Command::MethodResponse {
                 status,
                 rid,
                 payload,
+                _pending,
             } => match wire {
-                Some(wire) => {
-                    let topic = topics::method_response_topic(i32::from(status), &rid);
-                    wire.publish(topic, payload.into_bytes(), false)
-                }
+                Some(wire) => self.answer_method(status, &rid, payload, wire),
                 None => Ok(()),
             },
         }
@@ -347,9 +332,9 @@ impl Protocol for IotHubProtocol {
         self.twin.next_deadline()
     }
 
-    async fn on_deadline(&mut self, wire: Option<&mut Wire<'_>>) -> Result<(), String> {
+    fn on_deadline(&mut self, wire: Option<&mut Wire<'_>>) -> Result<(), String> {
         let actions = self.twin.tick(Instant::now());
-        self.act(actions, wire).await
+        self.act(actions, wire)
     }
 
     fn on_disconnected(&mut self) {
@@ -360,11 +345,7 @@ impl Protocol for IotHubProtocol {
 impl IotHubProtocol {
     /// Carries out what the twin machine asks. It asks to publish only while connected (it
     /// queues otherwise and sends on the next connect), so `wire` is there whenever it does.
-    async fn act(
-        &mut self,
-        actions: Vec<Action>,
-        mut wire: Option<&mut Wire<'_>>,
-    ) -> Result<(), String> {
+    fn act(&mut self, actions: Vec<Action>, mut wire: Option<&mut Wire<'_>>) -> Result<(), String> {
         for action in actions {
             match action {
                 Action::Publish { topic, payload } => match wire.as_deref_mut() {
@@ -374,19 +355,74 @@ impl IotHubProtocol {
                         "twin publish while disconnected: it is re-sent on connect"
                     ),
                 },
-                Action::Desired { version, wedge } => {
-                    let _ = self
-                        .events
-                        .send(HubEvent::Desired {
-                            version,
-                            desired: wedge,
-                        })
-                        .await;
-                }
+                Action::Desired { version, wedge } => self.to_host.desired(version, wedge),
                 Action::Warn(message) => tracing::warn!("twin: {message}"),
             }
         }
         Ok(())
+    }
+
+    /// A direct method: handed to the host, whose answer comes back as a command; with
+    /// [`MAX_PENDING_METHODS`] calls unanswered already, answered 503 at once.
+    fn on_method(
+        &mut self,
+        name: String,
+        payload: String,
+        rid: String,
+        wire: &mut Wire<'_>,
+    ) -> Result<(), String> {
+        let answers = self.answers.clone();
+        let status = self.status.clone();
+        let call_rid = rid.clone();
+        let answer = move |code: u16, payload: String, pending: OwnedSemaphorePermit| {
+            let command = Command::MethodResponse {
+                status: code,
+                rid: call_rid,
+                payload,
+                _pending: pending,
+            };
+            if answers.try_send(command).is_err() {
+                status.update(|s| s.dropped.method_answers_lost += 1);
+                tracing::warn!("a direct method's answer was lost: the link's queue is full");
+            }
+        };
+        match self.to_host.method(name, payload, answer) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let busy = serde_json::json!({
+                    "error": format!("{MAX_PENDING_METHODS} direct methods are being answered already; try again later")
+                });
+                self.answer_method(503, &rid, busy.to_string(), wire)
+            }
+        }
+    }
+
+    /// Publishes a method's answer; one over IoT Hub's payload limit is replaced by a 413
+    /// that says so (sent, it would be refused or, over the packet limit, fail the connection).
+    fn answer_method(
+        &self,
+        status: u16,
+        rid: &str,
+        payload: String,
+        wire: &mut Wire<'_>,
+    ) -> Result<(), String> {
+        let (status, payload) = if payload.len() > MAX_METHOD_PAYLOAD_BYTES {
+            self.status
+                .update(|s| s.dropped.method_answers_too_large += 1);
+            tracing::warn!(
+                bytes = payload.len(),
+                "a direct method's answer is over the {MAX_METHOD_PAYLOAD_BYTES}-byte limit: answering 413"
+            );
+            let error = format!(
+                "the answer is {} bytes, over IoT Hub's {MAX_METHOD_PAYLOAD_BYTES}-byte limit for a method payload",
+                payload.len()
+            );
+            (413, serde_json::json!({ "error": error }).to_string())
+        } else {
+            (status, payload)
+        };
+        let topic = topics::method_response_topic(i32::from(status), rid);
+        wire.publish(topic, payload.into_bytes(), false)
     }
 }
 
@@ -403,6 +439,7 @@ mod tests {
                 when_full: wedge_store::WhenFull::Reject,
             }),
             id_prefix: "0".into(),
+            meta: store.meta(),
         }
     }
 
@@ -456,8 +493,7 @@ mod tests {
 
     #[test]
     fn x509_connects_with_the_username_alone_and_never_renews() {
-        let (events, _event_rx) = mpsc::channel(1);
-        let (commands, _queue) = link::channel::<Command>();
+        let (parts, _events) = link::parts::<Command>();
         let connection = ConnectionString::parse(
             "HostName=hub.example;DeviceId=dev1;GatewayHostName=127.0.0.1;x509=true",
         )
@@ -467,8 +503,9 @@ mod tests {
             identity,
             options: IotHubOptions::new(connection),
             tls: Arc::new(link::tls::client_config(None).unwrap()),
-            events,
-            responses: commands,
+            to_host: parts.to_host,
+            answers: parts.commands,
+            status: parts.status,
             twin: Twin::default(),
         };
         let (options, renew_in) = protocol.connect().unwrap();

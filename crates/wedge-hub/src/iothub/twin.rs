@@ -30,13 +30,17 @@
 //! `azure-sdk-for-c` `az_iot_hub_client_properties_writer_begin_response_status` writes it:
 //! `{"value": …, "ac": <status>, "av": <desired $version>, "ad": "<description>"}` ([`ack`]).
 
-use std::collections::{BTreeMap, VecDeque};
+mod reported;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use wedge_core::json::merge_patch;
 
 use super::topics::{Incoming, twin_get_topic, twin_reported_topic};
+use reported::ReportQueue;
+pub use reported::{ReportError, ack, compose, config_ack_patch, properties_patch};
 
 /// Timeouts and retry pacing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,10 @@ pub struct TwinConfig {
     /// Most out-of-order desired patches kept while waiting for a GET answer; past that they
     /// are dropped and the document fetched again.
     pub max_buffered_patches: usize,
+    /// Most reported patches waiting to be sent (each up to 32 KiB; those reported meanwhile
+    /// are composed into the last one where possible, so this is reached only while offline
+    /// with patches that cannot be composed); past it a report is refused.
+    pub max_queued_reports: usize,
 }
 
 impl Default for TwinConfig {
@@ -64,6 +72,7 @@ impl Default for TwinConfig {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             max_buffered_patches: 32,
+            max_queued_reports: 16,
         }
     }
 }
@@ -90,14 +99,6 @@ pub enum Action {
     Warn(String),
 }
 
-/// A reported patch that was refused before queuing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReportError {
-    /// Reported properties are patched with a JSON object.
-    #[error("a reported-properties patch must be a JSON object")]
-    NotAnObject,
-}
-
 #[derive(Debug, Clone)]
 struct Request {
     rid: String,
@@ -122,7 +123,7 @@ pub struct Twin {
     buffered: BTreeMap<u64, Value>,
     emitted: Option<Value>,
 
-    queue: VecDeque<Value>,
+    queue: ReportQueue,
     in_flight: Option<(Request, Value)>,
     report_retry_at: Option<Instant>,
     report_failures: u32,
@@ -139,6 +140,7 @@ impl Twin {
     /// A disconnected twin with no document yet.
     pub fn new(config: TwinConfig) -> Self {
         Twin {
+            queue: ReportQueue::new(config.max_queued_reports),
             config,
             connected: false,
             next_rid: 1,
@@ -150,7 +152,6 @@ impl Twin {
             get_again: false,
             buffered: BTreeMap::new(),
             emitted: None,
-            queue: VecDeque::new(),
             in_flight: None,
             report_retry_at: None,
             report_failures: 0,
@@ -323,19 +324,9 @@ impl Twin {
     /// else is in flight.
     ///
     /// # Errors
-    /// [`ReportError::NotAnObject`].
+    /// [`ReportError`]: not an object, larger than IoT Hub takes, or too many waiting.
     pub fn report(&mut self, patch: Value, now: Instant) -> Result<Vec<Action>, ReportError> {
-        if !patch.is_object() {
-            return Err(ReportError::NotAnObject);
-        }
-        match self
-            .queue
-            .back_mut()
-            .map(|last| (compose(last, &patch), last))
-        {
-            Some((Some(composed), last)) => *last = composed,
-            _ => self.queue.push_back(patch),
-        }
+        self.queue.push(patch)?;
         let mut actions = Vec::new();
         self.pump(now, &mut actions);
         Ok(actions)
@@ -536,14 +527,7 @@ impl Twin {
 
     /// Puts `patch` back before everything queued after it.
     fn requeue(&mut self, patch: Value) {
-        match self
-            .queue
-            .front_mut()
-            .map(|next| (compose(&patch, next), next))
-        {
-            Some((Some(composed), next)) => *next = composed,
-            _ => self.queue.push_front(patch),
-        }
+        self.queue.push_front(patch);
     }
 }
 
@@ -574,62 +558,6 @@ fn parse_document(body: &[u8]) -> Result<Document, String> {
         version,
         reported_version,
     })
-}
-
-/// One merge patch with the effect of applying `first` then `second`, when one exists.
-///
-/// It does not when `first` sets a member to a non-object (or deletes it) and `second` patches
-/// an object into it: applied in turn, the member is *replaced* by `second`'s object; a single
-/// merge patch can only merge into whatever the target holds.
-pub fn compose(first: &Value, second: &Value) -> Option<Value> {
-    let (Value::Object(first), Value::Object(second)) = (first, second) else {
-        return None;
-    };
-    let mut out: Map<String, Value> = first.clone();
-    for (key, later) in second {
-        let composed = match (out.get(key), later) {
-            (None, _) | (Some(_), Value::Null) => later.clone(),
-            (Some(earlier @ Value::Object(_)), Value::Object(_)) => compose(earlier, later)?,
-            (Some(_), Value::Object(_)) => return None,
-            (Some(_), _) => later.clone(),
-        };
-        out.insert(key.clone(), composed);
-    }
-    Some(Value::Object(out))
-}
-
-/// An IoT Plug and Play acknowledgement of a desired value: `{"value": value, "ac": status,
-/// "av": version, "ad": description}`; `ad` left out when `None` (as `azure-sdk-for-c` leaves
-/// out an empty description).
-pub fn ack(value: Value, status: u16, version: u64, description: Option<&str>) -> Value {
-    let mut ack = json!({ "value": value, "ac": status, "av": version });
-    if let Some(description) = description {
-        ack["ad"] = json!(description);
-    }
-    ack
-}
-
-/// The reported patch carrying what module `module` reports with `twin.report`:
-/// `{"wedge": {"modules": {"<module>": {"properties": <patch>}}}}`.
-pub fn properties_patch(module: &str, patch: Value) -> Value {
-    json!({ "wedge": { "modules": { module: { "properties": patch } } } })
-}
-
-/// The reported patch acknowledging module `module`'s desired `config`:
-/// `{"wedge": {"modules": {"<module>": {"config": <ack>}}}}`, mirroring where it was desired.
-pub fn config_ack_patch(
-    module: &str,
-    config: Value,
-    status: u16,
-    version: u64,
-    description: Option<&str>,
-) -> Value {
-    let mut modules = Map::new();
-    modules.insert(
-        module.to_owned(),
-        json!({ "config": ack(config, status, version, description) }),
-    );
-    json!({ "wedge": { "modules": modules } })
 }
 
 #[cfg(test)]

@@ -3,51 +3,39 @@
 //! cancel-safe), reconnects with backoff and jitter, drains the telemetry outbox at QoS 1 with a
 //! bounded in-flight window (an entry is forgotten only after its PUBACK and re-sent from the
 //! oldest after a reconnect), and hands everything cloud-specific to a [`Protocol`].
+//!
+//! The link never waits for the host: a [`Protocol`]'s handlers are plain functions, what goes
+//! to the host is handed over without waiting (`events.rs`), commands from the handle come
+//! through a bounded queue filled with `try_send`, and anything too large for one MQTT packet is
+//! dropped (counted) instead of failing the connection and coming back on every connect.
 
+mod connection;
+mod events;
 mod outbox;
 pub(crate) mod tls;
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use wedge_core::{MAX_BODY_BYTES, Message, Upstream, UpstreamMessage};
+use wedge_core::{MAX_BODY_BYTES, UpstreamMessage};
 
 use crate::Drain;
-use outbox::{MAX_IN_FLIGHT, Outbox};
+pub use events::{Desired, HubEvents, MethodCall};
+pub(crate) use events::{MAX_PENDING_METHODS, ToHost, to_host};
+use outbox::Outbox;
 pub use tls::CaFileError;
+
 /// Largest MQTT packet either way: a message body at its limit plus room for its topic.
 const MAX_PACKET_BYTES: usize = MAX_BODY_BYTES + 64 * 1024;
-/// Reconnect delays: doubled after each failure, with jitter, up to the cap.
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
-
-/// What the cloud asks of the host.
-#[derive(Debug)]
-pub enum HubEvent {
-    /// The desired deployment (the twin's `desired.wedge`, or the `wedge` member of the MQTT
-    /// config document) at `version`.
-    Desired {
-        /// The desired version (the twin's `$version`; a counter for MQTT).
-        version: u64,
-        /// The desired deployment, a JSON object (see `wedge_core::doc::DeploymentDoc`).
-        desired: Value,
-    },
-    /// A direct method; answer through `respond` with a status and a JSON payload.
-    Method {
-        /// The method name as the cloud sent it (`<module>.<method>`).
-        name: String,
-        /// The JSON payload.
-        payload: String,
-        /// Where the answer goes.
-        respond: oneshot::Sender<(u16, String)>,
-    },
-    /// A cloud-to-device message.
-    C2d(Message),
-}
+/// A publish packet's bytes besides topic and payload, at most: type byte, remaining length
+/// (up to 4 bytes), topic length, packet id.
+const PUBLISH_OVERHEAD: usize = 1 + 4 + 2 + 2;
+/// Commands from the handle waiting for the link, at most. The link takes them as fast as they
+/// come (it never waits on anything else), so this is only reached by a flood.
+const COMMAND_QUEUE: usize = 256;
 
 /// The connection as `wedge status` shows it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -59,26 +47,93 @@ pub struct LinkStatus {
     pub acknowledged: u64,
     /// The latest connection error.
     pub last_error: Option<String>,
+    /// What was refused or dropped since the host started, instead of being queued without
+    /// bound or blocking what follows.
+    pub dropped: Dropped,
+}
+
+/// Counts of refused and dropped items (see [`LinkStatus::dropped`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Dropped {
+    /// Publishes larger than one MQTT packet may be (an unsendable item would otherwise fail
+    /// the connection on every connect).
+    pub unsendable: u64,
+    /// Reported patches refused: too large, or too many waiting.
+    pub reports: u64,
+    /// Direct methods answered 503 because too many were unanswered.
+    pub methods_refused: u64,
+    /// Method answers over IoT Hub's payload limit, replaced by an error status.
+    pub method_answers_too_large: u64,
+    /// Method answers lost because the link's command queue was full (the hub times the call
+    /// out).
+    pub method_answers_lost: u64,
+    /// Cloud-to-device messages the host was too far behind to take.
+    pub c2d: u64,
+}
+
+/// The link status, shared by the link, its protocol and the handle.
+#[derive(Clone, Default)]
+pub(crate) struct StatusCell(Arc<Mutex<LinkStatus>>);
+
+impl StatusCell {
+    pub(crate) fn update(&self, update: impl FnOnce(&mut LinkStatus)) {
+        update(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub(crate) fn get(&self) -> LinkStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A cloud upstream (IoT Hub, MQTT broker) as the host serves it: an [`Upstream`] that also
 /// takes raw reported patches and shows its link.
-pub trait Cloud: Upstream {
+///
+/// [`Upstream`]: wedge_core::Upstream
+pub trait Cloud: wedge_core::Upstream {
     /// What kind of upstream this is (`iothub`, `mqtt`), for `wedge status`.
     fn kind(&self) -> &'static str;
-    /// Merges a patch (a JSON object) into the reported state, as it is.
+    /// Merges a patch (a JSON object) into the reported state, as it is. A patch that is
+    /// refused (too large, too many waiting) is logged and counted.
     fn report_raw(&self, patch: Value);
     /// The connection's state.
     fn status(&self) -> LinkStatus;
 }
 
+/// A reported patch on its way to the link, with where to say whether it was taken.
+pub(crate) struct Report {
+    pub(crate) patch: Value,
+    reply: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Report {
+    /// Tells the reporter (a module waiting in `twin.report`) the outcome; a refusal is also
+    /// counted and logged.
+    pub(crate) fn answer(self, status: &StatusCell, result: Result<(), String>) {
+        if let Err(error) = &result {
+            status.update(|s| s.dropped.reports += 1);
+            tracing::warn!(%error, "reported patch refused");
+        }
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
 /// The part of an upstream that differs between clouds: how to connect, what to subscribe to,
 /// how telemetry is addressed, and what incoming messages and the handle's commands mean.
+/// Nothing here is `async`: a protocol reacts and returns, it never waits.
 pub(crate) trait Protocol: Send + 'static {
     /// Requests from the upstream's handle (reported state, method answers, ...).
     type Command: Send + 'static;
     /// The peer, for log lines.
     const PEER: &'static str;
+
+    /// Runs once before the first connection: reading or reserving what the protocol keeps in
+    /// the store. The one place a protocol may wait, and only on the store.
+    fn prepare(&mut self, _drain: &Drain) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 
     /// Options for the next connection (peer, identity, credentials, transport; the link sets
     /// the session settings), and how long until its credentials must be renewed (by
@@ -94,10 +149,7 @@ pub(crate) trait Protocol: Send + 'static {
     ) -> Result<String, String>;
 
     /// The broker accepted the connection: subscribe and catch up.
-    fn on_connected(
-        &mut self,
-        wire: &mut Wire<'_>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    fn on_connected(&mut self, wire: &mut Wire<'_>) -> Result<(), String>;
 
     /// A message arrived on a subscribed topic.
     fn on_publish(
@@ -105,14 +157,14 @@ pub(crate) trait Protocol: Send + 'static {
         topic: &str,
         payload: &[u8],
         wire: &mut Wire<'_>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> Result<(), String>;
 
     /// A command from the handle; `wire` is `None` while disconnected.
     fn on_command(
         &mut self,
         command: Self::Command,
         wire: Option<&mut Wire<'_>>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> Result<(), String>;
 
     /// When [`Protocol::on_deadline`] wants to run next (timeouts, retries).
     fn deadline(&self) -> Option<Instant> {
@@ -120,11 +172,8 @@ pub(crate) trait Protocol: Send + 'static {
     }
 
     /// The deadline passed.
-    fn on_deadline(
-        &mut self,
-        _wire: Option<&mut Wire<'_>>,
-    ) -> impl Future<Output = Result<(), String>> + Send {
-        async { Ok(()) }
+    fn on_deadline(&mut self, _wire: Option<&mut Wire<'_>>) -> Result<(), String> {
+        Ok(())
     }
 
     /// The connection ended.
@@ -136,16 +185,28 @@ pub(crate) trait Protocol: Send + 'static {
 pub(crate) struct Wire<'a> {
     client: &'a AsyncClient,
     outbox: &'a mut Outbox,
+    status: &'a StatusCell,
 }
 
 impl Wire<'_> {
-    /// Publishes at QoS 1.
+    /// Publishes at QoS 1. A publish larger than one packet may be is dropped, counted and
+    /// logged (`Ok`): sending it would fail the connection, and it would fail again on every
+    /// connect, blocking everything behind it.
     pub(crate) fn publish(
         &mut self,
         topic: String,
         payload: Vec<u8>,
         retain: bool,
     ) -> Result<(), String> {
+        if !fits_in_a_packet(&topic, &payload) {
+            self.status.update(|s| s.dropped.unsendable += 1);
+            tracing::error!(
+                topic = wedge_core::truncate(&topic, 128),
+                bytes = payload.len(),
+                "dropping a publish larger than the {MAX_PACKET_BYTES}-byte packet limit"
+            );
+            return Ok(());
+        }
         self.client
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)
             .map_err(|e| e.to_string())?;
@@ -161,9 +222,15 @@ impl Wire<'_> {
     }
 }
 
-/// Sends commands to a link; clones go to tasks that answer later (direct methods).
+/// Whether a publish of `topic` and `payload` stays within [`MAX_PACKET_BYTES`].
+fn fits_in_a_packet(topic: &str, payload: &[u8]) -> bool {
+    topic.len() + payload.len() + PUBLISH_OVERHEAD <= MAX_PACKET_BYTES
+}
+
+/// Sends commands to a link without waiting; clones go to whoever answers later (direct
+/// methods).
 pub(crate) struct Commands<C> {
-    tx: mpsc::UnboundedSender<C>,
+    tx: mpsc::Sender<C>,
 }
 
 impl<C> Clone for Commands<C> {
@@ -175,294 +242,121 @@ impl<C> Clone for Commands<C> {
 }
 
 impl<C> Commands<C> {
-    /// Queues `command`; dropped when the link is gone (the host is shutting down).
-    pub(crate) fn send(&self, command: C) {
-        let _ = self.tx.send(command);
+    /// Queues `command`; gives it back when the queue is full or the link is gone.
+    pub(crate) fn try_send(&self, command: C) -> Result<(), C> {
+        self.tx.try_send(command).map_err(|e| e.into_inner())
     }
 }
 
 /// The receiving end of [`Commands`], consumed by [`start`].
-pub(crate) struct CommandQueue<C>(mpsc::UnboundedReceiver<C>);
+pub(crate) struct CommandQueue<C>(mpsc::Receiver<C>);
 
-/// A command channel, created before the protocol so that the protocol can hold a sender.
-pub(crate) fn channel<C>() -> (Commands<C>, CommandQueue<C>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Commands { tx }, CommandQueue(rx))
+/// What a protocol is built with and the link is started with: the command queue, the status
+/// and the hand-over to the host, created first so the protocol can hold their senders.
+pub(crate) struct Parts<C> {
+    pub(crate) commands: Commands<C>,
+    pub(crate) queue: CommandQueue<C>,
+    pub(crate) status: StatusCell,
+    pub(crate) to_host: ToHost,
+}
+
+/// A fresh set of [`Parts`] and the host's end of the events.
+pub(crate) fn parts<C>() -> (Parts<C>, HubEvents) {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let status = StatusCell::default();
+    let (to_host, events) = to_host(status.clone());
+    let parts = Parts {
+        commands: Commands { tx },
+        queue: CommandQueue(rx),
+        status,
+        to_host,
+    };
+    (parts, events)
 }
 
 /// The handle side of a running link. The link stops when it is dropped (the protocol may
 /// hold command senders of its own, so the command channel does not tell).
 pub(crate) struct LinkHandle<C> {
     commands: Commands<C>,
-    status: Arc<Mutex<LinkStatus>>,
+    status: StatusCell,
     _stop: oneshot::Sender<()>,
 }
 
 impl<C> LinkHandle<C> {
-    /// Queues a protocol command.
-    pub(crate) fn command(&self, command: C) {
-        self.commands.send(command);
-    }
-
     /// The connection's state.
     pub(crate) fn status(&self) -> LinkStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.status.get()
+    }
+
+    /// Queues a reported patch, wrapped in the protocol's command by `command`; the answer
+    /// says whether the protocol took it (`Err` with the reason: too large, too many waiting,
+    /// the command queue full). Refusals are counted.
+    pub(crate) async fn report(
+        &self,
+        patch: Value,
+        command: impl FnOnce(Report) -> C,
+    ) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        let report = Report {
+            patch,
+            reply: Some(reply),
+        };
+        if self.commands.try_send(command(report)).is_err() {
+            return Err(self.queue_full());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the upstream link has stopped".into()))
+    }
+
+    /// Queues a reported patch nobody waits for (the host's own status reports).
+    pub(crate) fn report_raw(&self, patch: Value, command: impl FnOnce(Report) -> C) {
+        let report = Report { patch, reply: None };
+        if self.commands.try_send(command(report)).is_err() {
+            self.queue_full();
+        }
+    }
+
+    fn queue_full(&self) -> String {
+        let error =
+            format!("the upstream link has {COMMAND_QUEUE} commands waiting; try again later");
+        self.status.update(|s| s.dropped.reports += 1);
+        tracing::warn!(%error, "reported patch refused");
+        error
     }
 }
 
-/// Starts the connection task for `protocol`, fed by `queue` (see [`channel`]), draining
+/// Starts the connection task for `protocol`, built with `parts` (see [`parts`]), draining
 /// `drain`.
 pub(crate) fn start<P: Protocol>(
     protocol: P,
-    commands: Commands<P::Command>,
-    queue: CommandQueue<P::Command>,
+    parts: Parts<P::Command>,
     drain: Drain,
 ) -> LinkHandle<P::Command> {
-    let status = Arc::new(Mutex::new(LinkStatus::default()));
     let (stop, stopped) = oneshot::channel();
-    let link = Link {
+    tokio::spawn(connection::run(
         protocol,
-        commands: queue.0,
-        status: status.clone(),
-        outbox: Outbox::new(drain),
+        parts.queue.0,
+        parts.status.clone(),
+        Outbox::new(drain),
         stopped,
-    };
-    tokio::spawn(link.run());
+    ));
     LinkHandle {
-        commands,
-        status,
+        commands: parts.commands,
+        status: parts.status,
         _stop: stop,
     }
 }
 
-struct Link<P: Protocol> {
-    protocol: P,
-    commands: mpsc::UnboundedReceiver<P::Command>,
-    status: Arc<Mutex<LinkStatus>>,
-    outbox: Outbox,
-    /// Resolves when the handle is dropped.
-    stopped: oneshot::Receiver<()>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<P: Protocol> Link<P> {
-    fn set_status(&self, update: impl FnOnce(&mut LinkStatus)) {
-        update(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-
-    async fn run(mut self) {
-        let mut backoff = BACKOFF_START;
-        loop {
-            match self.connection().await {
-                Ok(true) => backoff = BACKOFF_START,
-                Ok(false) => return, // the handle was dropped
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "{} connection failed", P::PEER);
-                    self.set_status(|s| {
-                        s.connected = false;
-                        s.last_error = Some(error.clone());
-                    });
-                }
-            }
-            self.protocol.on_disconnected();
-            if !self.wait(jitter(backoff)).await {
-                return;
-            }
-            backoff = (backoff * 2).min(BACKOFF_CAP);
-        }
-    }
-
-    /// Waits out a reconnect delay, still taking commands. `false` when the handle is gone.
-    async fn wait(&mut self, delay: Duration) -> bool {
-        let until = tokio::time::Instant::now() + delay;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => return true,
-                _ = &mut self.stopped => return false,
-                command = self.commands.recv() => match command {
-                    None => return false,
-                    Some(command) => {
-                        if let Err(error) = self.on_command(command, None).await {
-                            tracing::warn!(%error, "{} link", P::PEER);
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    async fn on_command(
-        &mut self,
-        command: P::Command,
-        client: Option<&AsyncClient>,
-    ) -> Result<(), String> {
-        let mut wire = client.map(|client| Wire {
-            client,
-            outbox: &mut self.outbox,
-        });
-        self.protocol.on_command(command, wire.as_mut()).await
-    }
-
-    /// One connection, from CONNECT until it fails (`Err`), its credentials need renewing
-    /// (`Ok(true)`) or the handle is dropped (`Ok(false)`).
-    async fn connection(&mut self) -> Result<bool, String> {
-        let (mut options, renew_in) = self.protocol.connect()?;
-        // The same for every cloud: a clean session (the link re-sends what was not
-        // acknowledged and the protocol subscribes again), room for the largest message with
-        // its topic, and rumqttc's window a little above the link's own.
-        options
-            .set_keep_alive(Duration::from_secs(60))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-            .set_inflight(MAX_IN_FLIGHT as u16 + 16);
-        let renew_at = renew_in.map(|d| tokio::time::Instant::now() + d);
-        let (client, mut eventloop) = AsyncClient::new(options, 1024);
-        let (event_tx, mut events) = mpsc::channel(256);
-        let poller = AbortOnDrop(tokio::spawn(async move {
-            loop {
-                let event = eventloop.poll().await;
-                let failed = event.is_err();
-                if event_tx.send(event).await.is_err() || failed {
-                    return;
-                }
-            }
-        }));
-        self.outbox.rewind();
-        let mut connected = false;
-        let result = loop {
-            let deadline = self.protocol.deadline().map(tokio::time::Instant::from_std);
-            let sendable = connected && self.outbox.sendable();
-            // Waiting for new records borrows a handle of its own, not `self`.
-            let store = self.outbox.drain().outbox.clone();
-            let more_after = self.outbox.wants_more().filter(|_| connected);
-            let step: Result<bool, String> = tokio::select! {
-                event = events.recv() => match event {
-                    None => Err("the MQTT event loop ended".to_string()),
-                    Some(Err(e)) => Err(describe(&e)),
-                    Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                        connected = true;
-                        tracing::info!("connected to the {}", P::PEER);
-                        self.set_status(|s| {
-                            s.connected = true;
-                            s.last_error = None;
-                        });
-                        let mut wire = Wire { client: &client, outbox: &mut self.outbox };
-                        self.protocol.on_connected(&mut wire).await.map(|()| true)
-                    }
-                    Some(Ok(event)) => self.on_event(event, &client).await.map(|()| true),
-                },
-                _ = &mut self.stopped => Ok(false),
-                command = self.commands.recv() => match command {
-                    None => Ok(false),
-                    Some(command) => self.on_command(command, connected.then_some(&client)).await.map(|()| true),
-                },
-                () = std::future::ready(()), if sendable => self.send_next(&client).map(|()| true),
-                () = store.wait_after(more_after.unwrap_or(0)), if more_after.is_some() => {
-                    self.outbox.fill().map(|()| true)
-                }
-                () = sleep_until_opt(deadline) => {
-                    let mut wire = connected.then_some(Wire {
-                        client: &client,
-                        outbox: &mut self.outbox,
-                    });
-                    self.protocol.on_deadline(wire.as_mut()).await.map(|()| true)
-                }
-                () = sleep_until_opt(renew_at) => {
-                    tracing::info!("renewing credentials: reconnecting to the {}", P::PEER);
-                    break Ok(true);
-                }
-            };
-            match step {
-                Ok(true) => {}
-                Ok(false) => break Ok(false),
-                Err(e) => break Err(e),
-            }
-        };
-        let _ = client.try_disconnect();
-        drop(poller);
-        result
-    }
-
-    fn send_next(&mut self, client: &AsyncClient) -> Result<(), String> {
-        let Some((id, record)) = self.outbox.next_to_send() else {
-            return Ok(());
-        };
-        let message_id = self.outbox.drain().message_id(id);
-        let topic = UpstreamMessage::from_record(&record).and_then(|message| {
-            let topic = self.protocol.telemetry_topic(&message_id, &message)?;
-            Ok((topic, message.message.body))
-        });
-        match topic {
-            Ok((topic, payload)) => {
-                client
-                    .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                    .map_err(|e| e.to_string())?;
-                self.outbox.requested(Some(id));
-            }
-            // Admission checked the message before it was stored; this only happens if the
-            // record was damaged or the deployment changed the topic template since. Keeping
-            // the record would block the outbox for good.
-            Err(error) => {
-                tracing::error!(%error, message_id, "dropping a stored message that cannot be sent");
-                self.outbox.forget(id);
-            }
-        }
-        Ok(())
-    }
-
-    async fn on_event(&mut self, event: Event, client: &AsyncClient) -> Result<(), String> {
-        match event {
-            Event::Outgoing(Outgoing::Publish(pkid)) => self.outbox.sent(pkid),
-            Event::Incoming(Packet::PubAck(ack)) if self.outbox.acknowledged(ack.pkid) => {
-                self.set_status(|s| s.acknowledged += 1);
-            }
-            Event::Incoming(Packet::Publish(publish)) => {
-                let mut wire = Wire {
-                    client,
-                    outbox: &mut self.outbox,
-                };
-                self.protocol
-                    .on_publish(&publish.topic, &publish.payload, &mut wire)
-                    .await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// Aborts the task when dropped, so a connection's poller never outlives it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// `delay` plus up to 25% random jitter, so that a fleet does not reconnect in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    delay + delay.mul_f64(f64::from(nanos % 1000) / 4000.0)
-}
-
-/// A connection error in words, never including the password.
-fn describe(error: &rumqttc::ConnectionError) -> String {
-    match error {
-        rumqttc::ConnectionError::ConnectionRefused(code) => {
-            format!("the broker refused the connection ({code:?}): check the credentials")
-        }
-        other => other.to_string(),
+    #[test]
+    fn the_packet_limit_counts_topic_payload_and_header() {
+        let topic = "t".repeat(100);
+        let room = MAX_PACKET_BYTES - PUBLISH_OVERHEAD - topic.len();
+        assert!(fits_in_a_packet(&topic, &vec![0; room]));
+        assert!(!fits_in_a_packet(&topic, &vec![0; room + 1]));
     }
 }

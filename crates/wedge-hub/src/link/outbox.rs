@@ -126,6 +126,7 @@ mod tests {
         let drain = Drain {
             outbox,
             id_prefix: "t".into(),
+            meta: store.meta(),
         };
         (store, Outbox::new(drain))
     }

@@ -9,18 +9,18 @@
 //! and output.
 
 mod protocol;
+mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use wedge_core::TopicTemplate;
 use wedge_core::{SendError, Upstream, UpstreamMessage};
 
 use crate::Drain;
 use crate::iothub::twin::properties_patch;
-use crate::link::{self, CaFileError, Cloud, HubEvent, LinkHandle, LinkStatus};
+use crate::link::{self, CaFileError, Cloud, HubEvents, LinkHandle, LinkStatus};
 use protocol::{Command, MqttProtocol};
 
 /// How to reach the broker and which topics to use.
@@ -74,33 +74,33 @@ pub struct MqttUpstream {
 
 impl MqttUpstream {
     /// Starts the connection task, which sends what `drain` holds. Returns the handle and the
-    /// stream of events for the host (desired configuration from the config topic).
+    /// events for the host (desired configuration from the config topic; no methods or C2D).
     ///
     /// # Errors
     /// The CA file is unusable.
     pub fn start(
         options: MqttUpstreamOptions,
         drain: Drain,
-    ) -> Result<(MqttUpstream, mpsc::Receiver<HubEvent>), CaFileError> {
+    ) -> Result<(MqttUpstream, HubEvents), CaFileError> {
         let tls = match options.tls {
             true => Some(Arc::new(link::tls::client_config(
                 options.ca_file.as_deref(),
             )?)),
             false => None,
         };
-        let (events, event_rx) = mpsc::channel(16);
-        let (commands, queue) = link::channel();
+        let (parts, events) = link::parts();
+        let protocol = MqttProtocol::new(
+            options.clone(),
+            tls,
+            parts.to_host.clone(),
+            parts.status.clone(),
+        );
         let handle = MqttUpstream {
-            device: options.device.clone(),
-            telemetry_topic: options.telemetry_topic.clone(),
-            link: link::start(
-                MqttProtocol::new(options, tls, events),
-                commands,
-                queue,
-                drain,
-            ),
+            device: options.device,
+            telemetry_topic: options.telemetry_topic,
+            link: link::start(protocol, parts, drain),
         };
-        Ok((handle, event_rx))
+        Ok((handle, events))
     }
 }
 
@@ -110,7 +110,7 @@ impl Cloud for MqttUpstream {
     }
 
     fn report_raw(&self, patch: Value) {
-        self.link.command(Command::Report(patch));
+        self.link.report_raw(patch, Command::Report);
     }
 
     fn status(&self) -> LinkStatus {
@@ -127,8 +127,10 @@ impl Upstream for MqttUpstream {
             .map_err(|e| SendError::Invalid(e.to_string()))
     }
 
+    /// Waits only for the link to merge the patch (or refuse it), not for the broker.
     async fn report(&self, module: &str, patch: Value) -> Result<(), String> {
-        self.report_raw(properties_patch(module, patch));
-        Ok(())
+        self.link
+            .report(properties_patch(module, patch), Command::Report)
+            .await
     }
 }

@@ -5,25 +5,28 @@ use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use wedge_core::UpstreamMessage;
 use wedge_core::json::merge_patch;
+use wedge_core::{MAX_REPORTED_BYTES, UpstreamMessage};
 
 use super::MqttUpstreamOptions;
-use crate::link::{HubEvent, Protocol, Wire};
+use super::version::Versions;
+use crate::Drain;
+use crate::link::{Protocol, Report, StatusCell, ToHost, Wire};
 
 /// Requests from the handle.
 pub(super) enum Command {
-    Report(Value),
+    Report(Report),
 }
 
 pub(super) struct MqttProtocol {
     options: MqttUpstreamOptions,
     tls: Option<Arc<rustls::ClientConfig>>,
-    events: mpsc::Sender<HubEvent>,
-    /// Counts config documents received: the "version" their acknowledgements carry.
-    config_version: u64,
-    /// The reported state, published whole (and retained) after every change.
+    to_host: ToHost,
+    status: StatusCell,
+    /// Numbers config documents: the "version" their acknowledgements carry.
+    versions: Versions,
+    /// The reported state, published whole (and retained) after every change; at most
+    /// [`MAX_REPORTED_BYTES`] as JSON, like IoT Hub's reported section.
     reported: Value,
 }
 
@@ -31,13 +34,15 @@ impl MqttProtocol {
     pub(super) fn new(
         options: MqttUpstreamOptions,
         tls: Option<Arc<rustls::ClientConfig>>,
-        events: mpsc::Sender<HubEvent>,
+        to_host: ToHost,
+        status: StatusCell,
     ) -> Self {
         MqttProtocol {
             options,
             tls,
-            events,
-            config_version: 0,
+            to_host,
+            status,
+            versions: Versions::default(),
             reported: json!({}),
         }
     }
@@ -51,24 +56,39 @@ impl MqttProtocol {
         }
     }
 
+    /// Merges `patch` into the reported document unless that would take it over
+    /// [`MAX_REPORTED_BYTES`]; then the document stays as it was.
+    fn merge_reported(&mut self, patch: &Value) -> Result<(), String> {
+        let mut merged = self.reported.clone();
+        merge_patch(&mut merged, patch);
+        let bytes = merged.to_string().len();
+        if bytes > MAX_REPORTED_BYTES {
+            return Err(format!(
+                "the reported document would be {bytes} bytes as JSON, at most {MAX_REPORTED_BYTES} allowed"
+            ));
+        }
+        self.reported = merged;
+        Ok(())
+    }
+
     /// A config document: the twin's desired shape. An empty payload (the retained document was
-    /// cleared) clears every overlay; one that is not JSON is refused and reported.
-    async fn on_config(&mut self, payload: &[u8], wire: &mut Wire<'_>) -> Result<(), String> {
+    /// cleared) clears every overlay; one that is not JSON is refused and reported. The same
+    /// document again (the retained one, on every reconnect) keeps its version.
+    fn on_config(&mut self, payload: &[u8], wire: &mut Wire<'_>) -> Result<(), String> {
         let document = match payload {
             [] => Ok(json!({})),
             bytes => serde_json::from_slice::<Value>(bytes).map_err(|e| e.to_string()),
         };
         let error = match document {
             Ok(document) if document.is_object() => {
-                self.config_version += 1;
                 let desired = document.get("wedge").cloned().unwrap_or_else(|| json!({}));
-                let _ = self
-                    .events
-                    .send(HubEvent::Desired {
-                        version: self.config_version,
-                        desired,
-                    })
-                    .await;
+                let unchanged = self
+                    .to_host
+                    .last_desired()
+                    .is_some_and(|last| last.deployment == desired);
+                if !unchanged {
+                    self.to_host.desired(self.versions.next(), desired);
+                }
                 Value::Null
             }
             Ok(_) => json!("the config document is not a JSON object"),
@@ -77,11 +97,12 @@ impl MqttProtocol {
         if let Some(reason) = error.as_str() {
             tracing::warn!(topic = ?self.options.config_topic, "{reason}; keeping the current configuration");
         }
-        // `null` removes an earlier error once a good document arrives.
-        merge_patch(
-            &mut self.reported,
-            &json!({ "wedge": { "config-error": error } }),
-        );
+        // `null` removes an earlier error once a good document arrives. The reason is
+        // serde_json's one-line message, so this always fits.
+        let patch = json!({ "wedge": { "config-error": error } });
+        if let Err(e) = self.merge_reported(&patch) {
+            tracing::warn!("{e}: the config error is not reported");
+        }
         self.publish_reported(wire)
     }
 }
@@ -89,6 +110,10 @@ impl MqttProtocol {
 impl Protocol for MqttProtocol {
     type Command = Command;
     const PEER: &'static str = "MQTT broker";
+
+    async fn prepare(&mut self, drain: &Drain) {
+        self.versions.reserve(&drain.meta).await;
+    }
 
     fn connect(&mut self) -> Result<(MqttOptions, Option<Duration>), String> {
         let o = &self.options;
@@ -115,7 +140,7 @@ impl Protocol for MqttProtocol {
             .map_err(|e| e.to_string())
     }
 
-    async fn on_connected(&mut self, wire: &mut Wire<'_>) -> Result<(), String> {
+    fn on_connected(&mut self, wire: &mut Wire<'_>) -> Result<(), String> {
         if let Some(topic) = &self.options.config_topic {
             wire.subscribe(topic.clone())?;
         }
@@ -125,32 +150,30 @@ impl Protocol for MqttProtocol {
         Ok(())
     }
 
-    async fn on_publish(
+    fn on_publish(
         &mut self,
         topic: &str,
         payload: &[u8],
         wire: &mut Wire<'_>,
     ) -> Result<(), String> {
         if self.options.config_topic.as_deref() == Some(topic) {
-            self.on_config(payload, wire).await
+            self.on_config(payload, wire)
         } else {
             tracing::warn!(topic, "ignoring a message on an unexpected topic");
             Ok(())
         }
     }
 
-    async fn on_command(
-        &mut self,
-        command: Command,
-        wire: Option<&mut Wire<'_>>,
-    ) -> Result<(), String> {
+    fn on_command(&mut self, command: Command, wire: Option<&mut Wire<'_>>) -> Result<(), String> {
         match command {
-            Command::Report(patch) => {
-                merge_patch(&mut self.reported, &patch);
+            Command::Report(report) => {
+                let merged = self.merge_reported(&report.patch);
+                let accepted = merged.is_ok();
+                report.answer(&self.status, merged);
                 // While disconnected the change waits: the whole document goes out on connect.
                 match wire {
-                    Some(wire) => self.publish_reported(wire),
-                    None => Ok(()),
+                    Some(wire) if accepted => self.publish_reported(wire),
+                    _ => Ok(()),
                 }
             }
         }
