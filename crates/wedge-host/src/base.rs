@@ -22,6 +22,7 @@ pub(crate) fn base_document(deployment: &Deployment) -> Value {
                     "cpu-ms-per-call": spec.cpu_ms_per_call,
                     "inbox": spec.inbox,
                     "state-kb": spec.state_quota_bytes >> 10,
+                    "log-kb": spec.log_bytes >> 10,
                 },
                 "method-timeout-ms": spec.method_timeout_ms,
             });

@@ -84,8 +84,8 @@ async fn apply_latest(mut desired: watch::Receiver<Option<Desired>>, reconciler:
     }
 }
 
-/// Answers a direct method named `<module>.<method>`; `wedge.status` and
-/// `wedge.restart-module` (`{"module": …}`) are the host's own.
+/// Answers a direct method named `<module>.<method>`; `wedge.status`, `wedge.get-logs` (see
+/// `get_logs.rs`) and `wedge.restart-module` (`{"module": …}`) are the host's own.
 pub(crate) async fn method(
     runtime: &Runtime,
     name: &str,
@@ -95,6 +95,7 @@ pub(crate) async fn method(
     let error = |status: u16, message: String| (status, json!({ "error": message }).to_string());
     match name.split_once('.') {
         Some(("wedge", "status")) => (200, status().to_string()),
+        Some(("wedge", "get-logs")) => crate::get_logs::get_logs(runtime, payload),
         Some(("wedge", "restart-module")) => {
             let module = serde_json::from_str::<Value>(payload)
                 .ok()

@@ -9,6 +9,7 @@ mod base;
 mod cloud;
 pub mod config;
 pub mod control;
+mod get_logs;
 mod host;
 mod reconcile;
 mod requests;

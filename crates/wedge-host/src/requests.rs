@@ -32,6 +32,10 @@ impl Handler for Host {
                 Ok(answer) => Response::Ok(answer),
                 Err(e) => Response::Error(e),
             },
+            Request::Logs { module, query } => match self.runtime.logs(&module, &query) {
+                Ok(page) => Response::Ok(json!(page)),
+                Err(e) => Response::Error(e.to_string()),
+            },
             Request::Call {
                 module,
                 method,

@@ -22,5 +22,5 @@ pub mod spec;
 mod stdio;
 
 pub use engine::{EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
-pub use module::{MethodResult, ModuleStatus};
+pub use module::{LogLevel, LogLine, LogPage, LogQuery, MethodResult, ModuleStatus};
 pub use runtime::{Runtime, RuntimeError};

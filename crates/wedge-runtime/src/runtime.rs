@@ -15,7 +15,8 @@ use wedge_store::{Outbox, OutboxLimits, Store};
 use crate::durable_route;
 use crate::engine::{EngineCtx, ModuleImage};
 use crate::module::{
-    Control, Inbox, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update, inbox, supervise,
+    Control, Inbox, LogPage, LogQuery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update,
+    inbox, supervise,
 };
 use crate::router::Router;
 use crate::spec::{C2D_OUTPUT, ModuleSpec, Route, Target, UPSTREAM};
@@ -439,6 +440,17 @@ impl Runtime {
     /// No route from `$upstream/c2d`, an invalid message, or a full module inbox.
     pub async fn deliver_c2d(&self, message: Message) -> Result<(), SendError> {
         self.router.send(UPSTREAM, C2D_OUTPUT, vec![message]).await
+    }
+
+    /// The recent log records of `module` that `query` selects, oldest first.
+    ///
+    /// # Errors
+    /// [`RuntimeError::UnknownModule`].
+    pub fn logs(&self, module: &str, query: &LogQuery) -> Result<LogPage, RuntimeError> {
+        self.modules()
+            .get(module)
+            .map(|h| h.ctx.log_ring.query(query))
+            .ok_or_else(|| RuntimeError::UnknownModule(module.to_string()))
     }
 
     /// The active configuration of `module`.

@@ -45,6 +45,9 @@ enum Command {
     Status(commands::status::Args),
     /// Invoke a direct method on a module of the running host.
     Call(commands::call::Args),
+    /// Show a module's recent log records (`--since 10m`, `--tail 50`, `--level warn`,
+    /// `--follow`).
+    Logs(commands::logs::Args),
     /// Apply a deployment document (JSON, the twin's `desired.wedge` shape) to the running
     /// host's local hub and wait until it is applied or refused.
     Deploy(commands::deploy::Args),
@@ -65,6 +68,7 @@ fn main() -> std::process::ExitCode {
                 Command::Twin(command) => commands::twin::run(command, &data_dir).await,
                 Command::Status(args) => commands::status::run(args, &data_dir).await,
                 Command::Call(args) => commands::call::run(args, &data_dir).await,
+                Command::Logs(args) => commands::logs::run(args, &data_dir).await,
                 Command::Deploy(args) => commands::deploy::run(args, &data_dir).await,
             }
         })

@@ -17,8 +17,10 @@ pub const UPSTREAM: &str = "$upstream";
 /// Cloud-to-device messages, as a route's `from`.
 pub const UPSTREAM_C2D: &str = "$upstream/c2d";
 
-const NAME_RULE: &str =
-    "a module name is 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter";
+/// What [`is_valid_module_name`] checks, for error messages.
+pub const NAME_RULE: &str = "a module name is 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter, and not `wedge` (the host's own direct methods are `wedge.<method>`)";
+/// The name direct methods of the host itself go to (`wedge.get-logs`): no module has it.
+pub const HOST_METHODS: &str = "wedge";
 const NOT_POSITIVE: &str = "must be greater than 0";
 
 /// A problem with a deployment document: where (a JSON path such as
@@ -166,6 +168,9 @@ pub struct Limits {
     /// The module's key-value state, in KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_kb: Option<u64>,
+    /// The module's recent log records kept in memory (`wedge logs`), in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_kb: Option<u64>,
 }
 
 impl Limits {
@@ -320,13 +325,14 @@ fn split_endpoint(s: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether `name` is a valid module name: 1-64 characters of `a-z`, `0-9`, `-` and `_`,
-/// starting with a letter.
+/// starting with a letter, and not [`HOST_METHODS`].
 pub fn is_valid_module_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_');
     bytes.first().is_some_and(u8::is_ascii_lowercase)
         && bytes.len() <= MAX_MODULE_NAME_LEN
         && bytes.iter().all(allowed)
+        && name != HOST_METHODS
 }
 
 impl DeploymentDoc {
@@ -502,6 +508,7 @@ fn validate_module(name: &str, module: &ModuleDoc) -> Result<(), DocError> {
         ("limits.cpu-ms-per-call", limits.cpu_ms_per_call),
         ("limits.inbox", limits.inbox),
         ("limits.state-kb", limits.state_kb),
+        ("limits.log-kb", limits.log_kb),
         ("method-timeout-ms", module.method_timeout_ms),
     ];
     match positive.iter().find(|(_, v)| *v == Some(0)) {

@@ -15,9 +15,9 @@ pub(crate) mod merge;
 mod reported;
 
 pub use desired::{
-    DeploymentDoc, DesiredStatus, DocError, Limits, MAX_MODULE_NAME_LEN, ModuleDoc, RestartPolicy,
-    RouteDoc, RouteSink, RouteSource, UPSTREAM, UPSTREAM_C2D, WHEN_FULL_APPLIES, WhenFull,
-    cycle_text, find_cycle, is_valid_module_name,
+    DeploymentDoc, DesiredStatus, DocError, HOST_METHODS, Limits, MAX_MODULE_NAME_LEN, ModuleDoc,
+    NAME_RULE, RestartPolicy, RouteDoc, RouteSink, RouteSource, UPSTREAM, UPSTREAM_C2D,
+    WHEN_FULL_APPLIES, WhenFull, cycle_text, find_cycle, is_valid_module_name,
 };
 pub use merge::Diff;
 pub use reported::{

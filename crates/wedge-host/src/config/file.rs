@@ -8,10 +8,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use wedge_core::TopicTemplate;
+use wedge_core::doc::NAME_RULE;
 use wedge_runtime::spec::{
-    AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
+    AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_LOG_KB, DEFAULT_MEMORY_MB,
     DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, DesiredStatus, ModuleSpec, RestartPolicy,
-    is_valid_module_name,
+    is_valid_module_name, kib,
 };
 use wedge_store::{OutboxLimits, WhenFull};
 
@@ -110,6 +111,7 @@ struct FileModule {
     inbox: Option<Spanned<u64>>,
     method_timeout_ms: Option<Spanned<u64>>,
     state_kb: Option<Spanned<u64>>,
+    log_kb: Option<Spanned<u64>>,
     restart_policy: Option<RestartPolicy>,
 }
 
@@ -153,11 +155,7 @@ impl Deployment {
         for (name, module) in file.modules {
             let field = format!("modules.{name}");
             if !is_valid_module_name(&name) {
-                return Err(at.error(
-                    module.span(),
-                    &field,
-                    "a module name is 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter",
-                ));
+                return Err(at.error(module.span(), &field, NAME_RULE));
             }
             let spec = module_spec(&at, base, &field, module.into_inner())?;
             modules.insert(name, spec);
@@ -449,6 +447,7 @@ fn module_spec(
     )?;
     let inbox = positive(module.inbox, "inbox", Some(DEFAULT_INBOX as u64))?;
     let state_kb = positive(module.state_kb, "state-kb", Some(DEFAULT_STATE_KB))?;
+    let log_kb = positive(module.log_kb, "log-kb", Some(DEFAULT_LOG_KB))?;
     let method_timeout_ms = positive(
         module.method_timeout_ms,
         "method-timeout-ms",
@@ -464,8 +463,8 @@ fn module_spec(
         cpu_ms_per_call: cpu_ms.unwrap_or(DEFAULT_CPU_MS_PER_CALL),
         inbox: inbox.unwrap_or(DEFAULT_INBOX as u64) as usize,
         method_timeout_ms: method_timeout_ms.unwrap_or(DEFAULT_METHOD_TIMEOUT_MS),
-        state_quota_bytes: usize::try_from(state_kb.unwrap_or(DEFAULT_STATE_KB) << 10)
-            .unwrap_or(usize::MAX),
+        state_quota_bytes: kib(state_kb.unwrap_or(DEFAULT_STATE_KB)),
+        log_bytes: kib(log_kb.unwrap_or(DEFAULT_LOG_KB)),
         restart_policy: module.restart_policy.unwrap_or_default(),
         status: DesiredStatus::Running,
     };

@@ -1,5 +1,5 @@
 //! The control endpoint: a Unix socket in the data directory, owned by the running host,
-//! through which `wedge status`, `wedge twin` and `wedge deploy` talk to it. One JSON request per line,
+//! through which `wedge status`, `wedge twin`, `wedge logs` and `wedge deploy` talk to it. One JSON request per line,
 //! one JSON response per line.
 
 pub(crate) mod server;
@@ -31,6 +31,14 @@ pub enum Request {
     Deploy {
         /// A JSON merge patch of `desired.wedge`.
         deployment: serde_json::Value,
+    },
+    /// A module's recent log records.
+    Logs {
+        /// The module.
+        module: String,
+        /// Which records.
+        #[serde(default)]
+        query: wedge_runtime::LogQuery,
     },
     /// Invoke a direct method on a module.
     Call {

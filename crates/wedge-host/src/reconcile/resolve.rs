@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use wedge_core::doc::{DeploymentDoc, ModuleDoc, RouteSink, RouteSource};
 use wedge_runtime::spec::{
-    AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_MEMORY_MB,
-    DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, ModuleSpec, Route, Target, UPSTREAM,
+    AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_LOG_KB,
+    DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, ModuleSpec, Route, Target,
+    UPSTREAM, kib,
 };
 use wedge_runtime::{EngineCtx, ModuleImage};
 use wedge_source::{FetchOptions, Source};
@@ -32,8 +33,8 @@ pub(crate) fn module_spec(name: &str, doc: &ModuleDoc) -> Result<ModuleSpec, Str
             .inbox
             .map_or(DEFAULT_INBOX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         method_timeout_ms: doc.method_timeout_ms.unwrap_or(DEFAULT_METHOD_TIMEOUT_MS),
-        state_quota_bytes: usize::try_from(limits.state_kb.unwrap_or(DEFAULT_STATE_KB) << 10)
-            .unwrap_or(usize::MAX),
+        state_quota_bytes: kib(limits.state_kb.unwrap_or(DEFAULT_STATE_KB)),
+        log_bytes: kib(limits.log_kb.unwrap_or(DEFAULT_LOG_KB)),
         restart_policy: doc.restart_policy,
         status: doc.status,
     })

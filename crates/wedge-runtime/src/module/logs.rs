@@ -7,6 +7,7 @@ use tracing::Level;
 use wedge_core::truncate;
 
 use super::ModuleCtx;
+use super::log_ring::LogLevel;
 
 /// Longest log record kept; the rest is cut.
 pub(crate) const MAX_RECORD: usize = 4 * 1024;
@@ -59,27 +60,30 @@ macro_rules! at_level {
 }
 
 impl ModuleCtx {
-    /// Logs one record of the module (cut to [`MAX_RECORD`] bytes) in the current span, unless
-    /// the module is over its rate ([`crate::limiter::LOG_PER_SECOND`] after a burst): then it
-    /// is counted in the module's stats, and the next record that passes is preceded by one
-    /// saying how many were suppressed. Records at a level nobody listens to cost nothing.
+    /// Logs one record of the module (cut to [`MAX_RECORD`] bytes) in the current span and
+    /// keeps it in the module's ring ([`super::LogRing`], for `wedge logs`), unless the module
+    /// is over its rate ([`crate::limiter::LOG_PER_SECOND`] after a burst): then it is counted
+    /// in the module's stats, and the next record that passes is preceded by one saying how
+    /// many were suppressed.
     pub(crate) fn log_record(&self, level: Level, source: Source, text: &str) {
-        let enabled = at_level!(level, L => tracing::enabled!(target: "wedge::module", L));
-        if !enabled {
-            return;
-        }
         let stream = source.name();
         let text = truncate(text, MAX_RECORD);
         let passed = self.logs.gate(
             |n| {
-                tracing::warn!(
-                    target: "wedge::module",
-                    stream,
+                let note = format!(
                     "suppressed {n} log lines of this module (more than {} per second)",
                     crate::limiter::LOG_PER_SECOND
-                )
+                );
+                self.log_ring.push(LogLevel::Warn, "host", &note);
+                tracing::warn!(target: "wedge::module", stream, "{note}")
             },
-            || at_level!(level, L => tracing::event!(target: "wedge::module", L, stream, "{text}")),
+            || {
+                self.log_ring.push(level.into(), stream, text);
+                let enabled = at_level!(level, L => tracing::enabled!(target: "wedge::module", L));
+                if enabled {
+                    at_level!(level, L => tracing::event!(target: "wedge::module", L, stream, "{text}"))
+                }
+            },
         );
         if !passed {
             self.stats.logs_suppressed.fetch_add(1, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 
 mod inbox;
 mod instance;
+mod log_ring;
 mod logs;
 mod stats;
 mod supervisor;
@@ -19,6 +20,8 @@ use crate::router::Router;
 use crate::spec::ModuleSpec;
 
 pub(crate) use inbox::{Inbox, InboxReceiver, Refused, Reservation, inbox};
+pub(crate) use log_ring::LogRing;
+pub use log_ring::{DEFAULT_LOG_KB, LogLevel, LogLine, LogPage, LogQuery};
 pub(crate) use logs::Source;
 pub(crate) use stats::ModuleStats;
 pub use stats::ModuleStatus;
@@ -41,6 +44,8 @@ pub(crate) struct ModuleCtx {
     pub state: wedge_store::ModuleState,
     /// The rate of its log records (`log.log`, stdout, stderr), across its instances.
     logs: RateLimiter,
+    /// Its recent log records, for `wedge logs`.
+    pub log_ring: LogRing,
     /// The rate of the host's warnings about its denied HTTP requests, across its instances.
     pub denials: Arc<RateLimiter>,
 }
@@ -57,6 +62,7 @@ impl ModuleCtx {
         state: wedge_store::ModuleState,
         stats: ModuleStats,
     ) -> Self {
+        let spec_log_bytes = spec.log_bytes;
         ModuleCtx {
             name,
             spec: RwLock::new(Arc::new(spec)),
@@ -67,6 +73,7 @@ impl ModuleCtx {
             stats,
             state,
             logs: RateLimiter::for_logs(),
+            log_ring: LogRing::new(spec_log_bytes),
             denials: Arc::new(RateLimiter::for_denials()),
         }
     }
@@ -77,6 +84,7 @@ impl ModuleCtx {
     }
 
     pub(crate) fn set_spec(&self, spec: ModuleSpec) {
+        self.log_ring.resize(spec.log_bytes);
         *self.spec.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
     }
 

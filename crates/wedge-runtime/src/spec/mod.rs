@@ -17,6 +17,7 @@ pub const DEFAULT_CPU_MS_PER_CALL: u64 = 1_000;
 pub const DEFAULT_METHOD_TIMEOUT_MS: u64 = 30_000;
 /// Default quota of one module's durable state (keys plus values).
 pub const DEFAULT_STATE_KB: u64 = 1024;
+pub use crate::module::DEFAULT_LOG_KB;
 /// Default capacity of each module's inbox (messages routed to it and not yet delivered).
 pub const DEFAULT_INBOX: usize = 1_024;
 
@@ -42,6 +43,8 @@ pub struct ModuleSpec {
     pub method_timeout_ms: u64,
     /// Quota of the module's durable state (keys plus values).
     pub state_quota_bytes: usize,
+    /// Size of the ring of its recent log records (`wedge logs`).
+    pub log_bytes: usize,
     /// Whether a module that failed, or exited, is started again.
     pub restart_policy: RestartPolicy,
     /// Whether it should run at all.
@@ -89,3 +92,8 @@ impl std::fmt::Display for Target {
 
 /// The hub's output: cloud-to-device messages.
 pub const C2D_OUTPUT: &str = "c2d";
+
+/// `n` KiB in bytes (saturating: a limit too large for memory is no limit).
+pub fn kib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1024)).unwrap_or(usize::MAX)
+}

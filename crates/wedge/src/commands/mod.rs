@@ -3,6 +3,7 @@
 pub mod call;
 pub mod check;
 pub mod deploy;
+pub mod logs;
 pub mod run;
 pub mod status;
 pub mod tail;

@@ -12,16 +12,39 @@ pub struct Args {
     /// Print the raw JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Refresh the table every second until interrupted.
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
 }
+
+/// How often `--watch` refreshes.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Prints one line per module (state, messages in and out, errors, restarts, messages
 /// its inbox dropped, log lines suppressed by its rate limit, last error), then the upstream link and the outbox.
 pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
-    let status = client::call(data_dir, &Request::Status).await?;
-    if args.json {
-        out!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+    loop {
+        let status = client::call(data_dir, &Request::Status).await?;
+        if args.json {
+            out!("{}", serde_json::to_string_pretty(&status)?);
+            return Ok(());
+        }
+        if args.watch {
+            // Clear the screen and go home, as `watch` does.
+            out!(
+                "\x1b[2J\x1b[H{}",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            );
+        }
+        table(&status)?;
+        if !args.watch {
+            return Ok(());
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
     }
+}
+
+fn table(status: &serde_json::Value) -> anyhow::Result<()> {
     out!(
         "{:<16} {:<9} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10}  LAST ERROR",
         "MODULE",

@@ -1,10 +1,10 @@
 //! Test guest: forwards every message unchanged on output `out`, answers the `ping` method,
-//! `sleep`s before answering, and `exit`s (`{"code": n}`, a `wasi:cli/exit`) on request.
+//! `sleep`s before answering, `log`s what it is asked to, and `exit`s (`{"code": n}`, a `wasi:cli/exit`) on request.
 //! With `sleep-ms` in its config it waits that long before forwarding each message: a slow,
 //! healthy consumer.
 
 use serde_json::{Value, json};
-use wedge_sdk::{Config, Message, MethodResponse, Module, telemetry, twin};
+use wedge_sdk::{Config, Message, MethodResponse, Module, log, telemetry, twin};
 
 /// Output every message is forwarded on.
 const OUTPUT: &str = "out";
@@ -51,6 +51,22 @@ impl Module for Echo {
                 Ok(MethodResponse {
                     status: 200,
                     payload: json!({"slept-ms": ms}).to_string(),
+                })
+            }
+            // Logs `{"level": "warn", "text": "…"}` through `log.log`, or with `"stderr": true`
+            // writes the text to stderr: records for `wedge logs` to find.
+            "log" => {
+                let text = payload["text"].as_str().ok_or("payload must have a `text`")?;
+                match (payload["stderr"] == true, payload["level"].as_str()) {
+                    (true, _) => eprintln!("{text}"),
+                    (false, Some("error")) => log::error(text),
+                    (false, Some("warn")) => log::warn(text),
+                    (false, Some("debug")) => log::debug(text),
+                    (false, _) => log::info(text),
+                }
+                Ok(MethodResponse {
+                    status: 200,
+                    payload: "{}".into(),
                 })
             }
             // Ends the instance as a process would: status 0 is a clean stop.

@@ -13,7 +13,7 @@ fn example() -> Value {
                 "config": { "temperature": { "min": 20, "max": 35 } },
                 "allowed-hosts": ["https://api.example.com"],
                 "tick-ms": 500,
-                "limits": { "memory-mb": 64, "cpu-ms-per-call": 1000, "inbox": 1024, "state-kb": 1024 },
+                "limits": { "memory-mb": 64, "cpu-ms-per-call": 1000, "inbox": 1024, "state-kb": 1024, "log-kb": 64 },
                 "method-timeout-ms": 30000,
                 "data-dir": false,
                 "restart-policy": "always",
@@ -45,6 +45,7 @@ fn all_limits() -> Limits {
         cpu_ms_per_call,
         inbox,
         state_kb,
+        log_kb: Some(64),
     }
 }
 
@@ -268,16 +269,13 @@ fn module_names() {
         "a/b",
         "é",
         "aB",
+        "wedge",
         too_long.as_str(),
     ] {
         assert!(!is_valid_module_name(bad), "{bad}");
     }
     let value = json!({ "modules": { "Bad Name": { "source": "x" } } });
-    assert_eq!(
-        error(value),
-        "modules.Bad Name: a module name is 1-64 characters of a-z, 0-9, '-' and '_', \
-         starting with a letter"
-    );
+    assert_eq!(error(value), format!("modules.Bad Name: {NAME_RULE}"));
 }
 
 #[test]
