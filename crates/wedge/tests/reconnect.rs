@@ -61,6 +61,14 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The share of a core the host used over a `window` from now.
+fn cpu_share(host: &Host, window: Duration) -> f64 {
+    let (before, started) = (cpu_time(host.pid()), Instant::now());
+    // The window measured: the scenario, not a wait for a condition.
+    std::thread::sleep(window);
+    (cpu_time(host.pid()) - before).as_secs_f64() / started.elapsed().as_secs_f64()
+}
+
 /// Stops the broker for `outage` while the counter sends, starts it again and returns how long
 /// the first PUBACK took after that, and how many messages were stored meanwhile. Checks on the
 /// way that the link says why it is down and that the host stayed near idle.
@@ -72,12 +80,8 @@ fn outage(host: &Host, broker: &mut Broker, outage: Duration) -> (Duration, u64)
         let link = link(host);
         (link["retry"]["reason"] == "unreachable").then(|| link["acknowledged"].as_u64().unwrap())
     });
-    let cpu_before = cpu_time(host.pid());
-    let window = Instant::now();
-    // The outage itself: the scenario, not a wait for a condition.
-    std::thread::sleep(outage.saturating_sub(stopped.elapsed()));
-    let cpu = cpu_time(host.pid()) - cpu_before;
-    let share = cpu.as_secs_f64() / window.elapsed().as_secs_f64();
+    // The rest of the outage is measured.
+    let share = cpu_share(host, outage.saturating_sub(stopped.elapsed()));
     let stored = host.request(&json!({"op": "status"})).unwrap()["outbox"]["depth"]
         .as_u64()
         .unwrap();
@@ -198,6 +202,35 @@ async fn mqtt_is_back_within_a_second_after_5_and_30_s_outages() {
 #[ignore = "a 120 s outage: run with --ignored"]
 async fn both_upstreams_are_back_within_a_second_after_a_120_s_outage() {
     tokio::join!(iothub_outages(&[120]), mqtt_outages(&[120]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_is_near_idle_while_the_broker_is_down() {
+    let mut setup = MqttSetup::start();
+    // A module that has sent all it will send: what is measured is the link waiting.
+    let counter = counter().replace("tick-ms = 20", "tick-ms = 20\nconfig = { limit = 20 }");
+    let host = Host::start(&setup.deployment(PASSWORD, &counter));
+    wait_for("every number acknowledged", TIMEOUT, || {
+        (link(&host)["acknowledged"].as_u64() == Some(20)).then_some(())
+    });
+    // The same host connected, as the baseline: the module's ticks and wasmtime's epoch
+    // ticker cost the same either way.
+    let connected = cpu_share(&host, Duration::from_secs(10));
+    setup.broker.stop();
+    wait_for("the link to see the broker gone", TIMEOUT, || {
+        (link(&host)["retry"]["reason"] == "unreachable").then_some(())
+    });
+    let down = cpu_share(&host, Duration::from_secs(30));
+    eprintln!(
+        "idle host: {:.2} % of a core connected, {:.2} % over 30 s with the broker down",
+        connected * 100.0,
+        down * 100.0
+    );
+    assert!(down < 0.02, "{:.2} % of a core", down * 100.0);
+    assert!(
+        down < connected + 0.01,
+        "the link costs more down ({down:.4}) than up ({connected:.4})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
