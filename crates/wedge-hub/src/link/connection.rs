@@ -119,15 +119,30 @@ impl<P: Protocol> Link<P> {
                 PROBE_TIMEOUT,
                 tokio::net::TcpStream::connect((host.as_str(), *port)),
             );
-            tokio::select! {
-                result = probe => {
-                    if let Ok(Ok(_stream)) = result {
-                        tracing::info!(host, port, "{} reachable again: connecting", P::PEER);
-                        return true;
-                    }
+            tokio::pin!(probe);
+            // A probe into a black hole takes its whole timeout: commands go on meanwhile
+            // (a module waiting in `twin.report` hears back at once).
+            let reachable = loop {
+                tokio::select! {
+                    result = &mut probe => break matches!(result, Ok(Ok(_))),
+                    _ = &mut self.stopped => return false,
+                    command = self.commands.recv() => match command {
+                        None => return false,
+                        Some(command) => self.offline_command(command),
+                    },
                 }
-                _ = &mut self.stopped => return false,
+            };
+            if reachable {
+                tracing::info!(host, port, "{} reachable again: connecting", P::PEER);
+                return true;
             }
+        }
+    }
+
+    /// A command while disconnected.
+    fn offline_command(&mut self, command: P::Command) {
+        if let Err(error) = self.protocol.on_command(command, None) {
+            tracing::warn!(%error, "{} link", P::PEER);
         }
     }
 
@@ -140,11 +155,7 @@ impl<P: Protocol> Link<P> {
                 _ = &mut self.stopped => return false,
                 command = self.commands.recv() => match command {
                     None => return false,
-                    Some(command) => {
-                        if let Err(error) = self.protocol.on_command(command, None) {
-                            tracing::warn!(%error, "{} link", P::PEER);
-                        }
-                    }
+                    Some(command) => self.offline_command(command),
                 },
             }
         }
