@@ -232,5 +232,6 @@ fn bench() -> anyhow::Result<()> {
     ensure_docker_registry()?;
     run(cargo().args(["bench", "-p", "wedge-store", "--bench", "outbox"]))?;
     run(cargo().args(["bench", "-p", "wedge-host", "--bench", "telemetry"]))?;
+    run(cargo().args(["bench", "-p", "wedge-hub", "--bench", "reconnect"]))?;
     run(cargo().args(["bench", "-p", "wedge-host", "--bench", "deploy"]))
 }

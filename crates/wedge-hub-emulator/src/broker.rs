@@ -335,6 +335,9 @@ impl Broker {
              # subscriptions (and messages queued for it) are there before any device reconnects.\n\
              persistence true\n\
              persistence_location {dir}/\n\
+             # Keep all that is queued for an offline persistent session (the default drops\n\
+             # past 1000): a test consumer reconnecting after a device must see everything.\n\
+             max_queued_messages 0\n\
              log_dest stderr\n\
              {log_types}\n\
              connection_messages true\n\

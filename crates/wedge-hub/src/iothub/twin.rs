@@ -21,10 +21,12 @@
 //!
 //! Reported properties ("Update device twin's reported properties"): one PATCH in flight at a
 //! time; patches reported meanwhile are composed into one where a single merge patch can say the
-//! same, queued otherwise. A 2xx answer (the hub sends 204) completes it; 429 and 5xx
-//! (`az_iot_status_retriable` in `azure-sdk-for-c` `az_iot_common.h`) and a timeout retry it
-//! with exponential backoff; any other status (400 malformed, 413 too large, …) drops it, since
-//! sending it again cannot succeed.
+//! same (up to 32 KiB, IoT Hub's limit for the reported section), queued otherwise (at most 16;
+//! past that, and over 32 KiB, a report is refused to the reporter, see `twin/reported.rs`).
+//! A 2xx answer (the hub sends 204) completes it; 429 and 5xx (`az_iot_status_retriable` in
+//! `azure-sdk-for-c` `az_iot_common.h`) and a timeout retry it with exponential backoff; any
+//! other status (400 malformed, 413 too large, …) drops it, since sending it again cannot
+//! succeed.
 //!
 //! Acknowledging a desired value follows the IoT Plug and Play convention as
 //! `azure-sdk-for-c` `az_iot_hub_client_properties_writer_begin_response_status` writes it:

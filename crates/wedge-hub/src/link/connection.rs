@@ -1,19 +1,33 @@
 //! The task that owns one upstream's connection: connect, serve the connection until it fails,
-//! wait, connect again. Everything it waits on is its own (the broker, the outbox, the
-//! handle's commands, timers): never the host.
+//! wait as `retry.rs` says (probing while unreachable, backing off while refused), connect
+//! again. Everything it waits on is its own (the broker, the outbox, the handle's commands,
+//! timers): never the host.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, oneshot};
 use wedge_core::UpstreamMessage;
 
 use super::outbox::{MAX_IN_FLIGHT, Outbox};
-use super::{MAX_PACKET_BYTES, Protocol, StatusCell, Wire};
+use super::retry::{self, LinkError, Next, PROBE_TIMEOUT, Retry};
+use super::{MAX_PACKET_BYTES, Protocol, RetryStatus, StatusCell, Wire};
 
-/// Reconnect delays: doubled after each failure, with jitter, up to the cap.
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// How a connection ended.
+enum End {
+    /// The handle was dropped.
+    Stopped,
+    /// Its credentials need renewing: connect again at once.
+    Renew,
+    Failed(LinkError),
+}
+
+/// A connection's end, how long it was up (`None`: no CONNACK) and whom it was to.
+struct Outcome {
+    end: End,
+    up_for: Option<Duration>,
+    peer: Option<(String, u16)>,
+}
 
 struct Link<P: Protocol> {
     protocol: P,
@@ -47,24 +61,88 @@ impl<P: Protocol> Link<P> {
     async fn run(mut self) {
         let drain = self.outbox.drain().clone();
         self.protocol.prepare(&drain).await;
-        let mut backoff = BACKOFF_START;
+        let mut retry = Retry::default();
         loop {
-            match self.connection().await {
-                Ok(true) => backoff = BACKOFF_START,
-                Ok(false) => return, // the handle was dropped
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "{} connection failed", P::PEER);
-                    self.status.update(|s| {
-                        s.connected = false;
-                        s.last_error = Some(error.clone());
-                    });
-                }
-            }
+            let Outcome { end, up_for, peer } = self.connection().await;
             self.protocol.on_disconnected();
-            if !self.wait(jitter(backoff)).await {
+            let error = match end {
+                End::Stopped => return,
+                End::Renew => {
+                    retry.renewed();
+                    continue;
+                }
+                End::Failed(error) => error,
+            };
+            let next = retry.failed(&error, up_for, fastrand::f64());
+            let at = match next {
+                Next::After(delay) => Some(std::time::Instant::now() + delay),
+                Next::Now | Next::Probe => None,
+            };
+            tracing::warn!(%error, kind = ?error.kind, ?next, "{} connection failed", P::PEER);
+            self.status.update(|s| {
+                s.connected = false;
+                s.last_error = Some(error.message.clone());
+                s.retry = Some(RetryStatus::new(
+                    error.kind,
+                    retry.failures(),
+                    at,
+                    error.message.clone(),
+                ));
+            });
+            let go_on = match (next, peer) {
+                (Next::Now, _) => true,
+                (Next::After(delay), _) => self.wait(delay).await,
+                (Next::Probe, Some(peer)) => {
+                    let reachable = self.probe_until_reachable(&peer).await;
+                    if reachable {
+                        retry.probe_succeeded();
+                    }
+                    reachable
+                }
+                // Nothing to probe (the options could not even be made): back off instead.
+                (Next::Probe, None) => self.wait(retry::BACKOFF_START).await,
+            };
+            if !go_on {
                 return;
             }
-            backoff = (backoff * 2).min(BACKOFF_CAP);
+        }
+    }
+
+    /// Probes `peer` with a bare TCP connect about every second until one succeeds (`true`),
+    /// still taking commands. `false` when the handle is gone.
+    async fn probe_until_reachable(&mut self, (host, port): &(String, u16)) -> bool {
+        loop {
+            if !self.wait(retry::probe_delay(fastrand::f64())).await {
+                return false;
+            }
+            let probe = tokio::time::timeout(
+                PROBE_TIMEOUT,
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            );
+            tokio::pin!(probe);
+            // A probe into a black hole takes its whole timeout: commands go on meanwhile
+            // (a module waiting in `twin.report` hears back at once).
+            let reachable = loop {
+                tokio::select! {
+                    result = &mut probe => break matches!(result, Ok(Ok(_))),
+                    _ = &mut self.stopped => return false,
+                    command = self.commands.recv() => match command {
+                        None => return false,
+                        Some(command) => self.offline_command(command),
+                    },
+                }
+            };
+            if reachable {
+                tracing::info!(host, port, "{} reachable again: connecting", P::PEER);
+                return true;
+            }
+        }
+    }
+
+    /// A command while disconnected.
+    fn offline_command(&mut self, command: P::Command) {
+        if let Err(error) = self.protocol.on_command(command, None) {
+            tracing::warn!(%error, "{} link", P::PEER);
         }
     }
 
@@ -77,20 +155,26 @@ impl<P: Protocol> Link<P> {
                 _ = &mut self.stopped => return false,
                 command = self.commands.recv() => match command {
                     None => return false,
-                    Some(command) => {
-                        if let Err(error) = self.protocol.on_command(command, None) {
-                            tracing::warn!(%error, "{} link", P::PEER);
-                        }
-                    }
+                    Some(command) => self.offline_command(command),
                 },
             }
         }
     }
 
-    /// One connection, from CONNECT until it fails (`Err`), its credentials need renewing
-    /// (`Ok(true)`) or the handle is dropped (`Ok(false)`).
-    async fn connection(&mut self) -> Result<bool, String> {
-        let (mut options, renew_in) = self.protocol.connect()?;
+    /// One connection, from CONNECT until it fails, its credentials need renewing or the handle
+    /// is dropped.
+    async fn connection(&mut self) -> Outcome {
+        let (mut options, renew_in) = match self.protocol.connect() {
+            Ok(connect) => connect,
+            Err(error) => {
+                return Outcome {
+                    end: End::Failed(LinkError::refused(error)),
+                    up_for: None,
+                    peer: None,
+                };
+            }
+        };
+        let peer = Some(options.broker_address());
         // The same for every cloud: a clean session (the link re-sends what was not
         // acknowledged and the protocol subscribes again), room for the largest message with
         // its topic, and rumqttc's window a little above the link's own.
@@ -113,27 +197,33 @@ impl<P: Protocol> Link<P> {
         }));
         self.outbox.rewind();
         let mut connected = false;
-        let result = loop {
+        let mut connected_at = None;
+        let end = loop {
             let deadline = self.protocol.deadline().map(tokio::time::Instant::from_std);
             let sendable = connected && self.outbox.sendable();
             // Waiting for new records borrows a handle of its own, not `self`.
             let store = self.outbox.drain().outbox.clone();
             let more_after = self.outbox.wants_more().filter(|_| connected);
-            let step: Result<bool, String> = tokio::select! {
+            let step: Result<bool, LinkError> = tokio::select! {
                 event = events.recv() => match event {
-                    None => Err("the MQTT event loop ended".to_string()),
-                    Some(Err(e)) => Err(describe(&e)),
+                    None => Err(LinkError::unreachable("the MQTT event loop ended")),
+                    Some(Err(e)) => Err(LinkError::from_connection(&e)),
                     Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         connected = true;
+                        connected_at = Some(std::time::Instant::now());
                         tracing::info!("connected to the {}", P::PEER);
                         self.status.update(|s| {
                             s.connected = true;
                             s.last_error = None;
+                            s.retry = None;
                         });
+                        // Subscriptions and the twin GET are requested here, before the first
+                        // telemetry publish of this connection, so backlog never delays them.
                         self.with_wire(Some(&client), |protocol, wire| {
                             protocol.on_connected(wire.expect("connected"))
                         })
                         .map(|()| true)
+                        .map_err(LinkError::unreachable)
                     }
                     Some(Ok(event)) => self.on_event(event, &client).map(|()| true),
                 },
@@ -145,32 +235,52 @@ impl<P: Protocol> Link<P> {
                             protocol.on_command(command, wire)
                         })
                         .map(|()| true)
+                        .map_err(LinkError::unreachable)
                     }
                 },
-                () = std::future::ready(()), if sendable => self.send_next(&client).map(|()| true),
+                () = std::future::ready(()), if sendable => self.send_window(&client).map(|()| true),
                 () = store.wait_after(more_after.unwrap_or(0)), if more_after.is_some() => {
-                    self.outbox.fill().map(|()| true)
+                    self.outbox.fill().map(|()| true).map_err(LinkError::unreachable)
                 }
                 () = sleep_until_opt(deadline) => {
                     self.with_wire(connected.then_some(&client), |protocol, wire| {
                         protocol.on_deadline(wire)
                     })
                     .map(|()| true)
+                    .map_err(LinkError::unreachable)
                 }
                 () = sleep_until_opt(renew_at) => {
                     tracing::info!("renewing credentials: reconnecting to the {}", P::PEER);
-                    break Ok(true);
+                    break End::Renew;
                 }
             };
             match step {
                 Ok(true) => {}
-                Ok(false) => break Ok(false),
-                Err(e) => break Err(e),
+                Ok(false) => break End::Stopped,
+                Err(e) => break End::Failed(e),
             }
         };
         let _ = client.try_disconnect();
         drop(poller);
-        result
+        Outcome {
+            end,
+            up_for: connected_at.map(|at: std::time::Instant| at.elapsed()),
+            peer,
+        }
+    }
+
+    /// Fills the in-flight window at once (reading more records as needed), instead of one
+    /// publish per turn of the loop: after a reconnect the backlog starts at full speed.
+    fn send_window(&mut self, client: &AsyncClient) -> Result<(), LinkError> {
+        loop {
+            while self.outbox.sendable() {
+                self.send_next(client).map_err(LinkError::unreachable)?;
+            }
+            match self.outbox.wants_more() {
+                Some(_) if self.outbox.fill_some().map_err(LinkError::unreachable)? => {}
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Calls the protocol with the wire (`None` while disconnected).
@@ -221,7 +331,7 @@ impl<P: Protocol> Link<P> {
         Ok(())
     }
 
-    fn on_event(&mut self, event: Event, client: &AsyncClient) -> Result<(), String> {
+    fn on_event(&mut self, event: Event, client: &AsyncClient) -> Result<(), LinkError> {
         match event {
             Event::Outgoing(Outgoing::Publish(pkid)) => self.outbox.sent(pkid),
             Event::Incoming(Packet::PubAck(ack)) if self.outbox.acknowledged(ack.pkid) => {
@@ -230,7 +340,8 @@ impl<P: Protocol> Link<P> {
             Event::Incoming(Packet::Publish(publish)) => {
                 self.with_wire(Some(client), |protocol, wire| {
                     protocol.on_publish(&publish.topic, &publish.payload, wire.expect("connected"))
-                })?;
+                })
+                .map_err(LinkError::unreachable)?;
             }
             _ => {}
         }
@@ -251,23 +362,5 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// `delay` plus up to 25% random jitter, so that a fleet does not reconnect in lockstep.
-fn jitter(delay: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    delay + delay.mul_f64(f64::from(nanos % 1000) / 4000.0)
-}
-
-/// A connection error in words, never including the password.
-fn describe(error: &rumqttc::ConnectionError) -> String {
-    match error {
-        rumqttc::ConnectionError::ConnectionRefused(code) => {
-            format!("the broker refused the connection ({code:?}): check the credentials")
-        }
-        other => other.to_string(),
     }
 }

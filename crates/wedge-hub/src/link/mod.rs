@@ -12,10 +12,11 @@
 mod connection;
 mod events;
 mod outbox;
+mod retry;
 pub(crate) mod tls;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::Value;
@@ -26,6 +27,7 @@ use crate::Drain;
 pub use events::{Desired, HubEvents, MethodCall};
 pub(crate) use events::{MAX_PENDING_METHODS, ToHost, to_host};
 use outbox::Outbox;
+pub use retry::FailureKind;
 pub use tls::CaFileError;
 
 /// Largest MQTT packet either way: a message body at its limit plus room for its topic.
@@ -47,9 +49,76 @@ pub struct LinkStatus {
     pub acknowledged: u64,
     /// The latest connection error.
     pub last_error: Option<String>,
+    /// While not connected: why, and when the next attempt is.
+    pub retry: Option<RetryStatus>,
     /// What was refused or dropped since the host started, instead of being queued without
     /// bound or blocking what follows.
     pub dropped: Dropped,
+}
+
+/// The next connection attempt, as `wedge status` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RetryStatus {
+    /// What kind of failure the last attempt was.
+    pub reason: FailureKind,
+    /// Failed attempts in a row that count for the backoff.
+    pub failures: u32,
+    /// Milliseconds until the next attempt; `None` while probing for the endpoint to come back.
+    pub in_ms: Option<u64>,
+    /// When the next attempt is, in Unix milliseconds.
+    pub at_unix_ms: Option<u64>,
+    /// One line: `retrying in 37 s: the broker refused the connection: not authorized …`.
+    pub summary: String,
+    #[serde(skip)]
+    at: Option<Instant>,
+    #[serde(skip)]
+    error: String,
+}
+
+impl RetryStatus {
+    pub(crate) fn new(
+        reason: FailureKind,
+        failures: u32,
+        at: Option<Instant>,
+        error: String,
+    ) -> Self {
+        let mut status = RetryStatus {
+            reason,
+            failures,
+            in_ms: None,
+            at_unix_ms: None,
+            summary: String::new(),
+            at,
+            error,
+        };
+        status.refresh(Instant::now());
+        status
+    }
+
+    /// The time-dependent fields as of `now`.
+    fn refresh(&mut self, now: Instant) {
+        match self.at {
+            Some(at) => {
+                let left = at.saturating_duration_since(now);
+                self.in_ms = Some(left.as_millis() as u64);
+                self.at_unix_ms = (SystemTime::now() + left)
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64);
+                self.summary = format!(
+                    "retrying in {} s: {}",
+                    left.as_secs_f64().ceil(),
+                    self.error
+                );
+            }
+            None => {
+                self.in_ms = None;
+                self.at_unix_ms = None;
+                self.summary = format!("unreachable, checking about every second: {}", self.error);
+            }
+        }
+    }
 }
 
 /// Counts of refused and dropped items (see [`LinkStatus::dropped`]).
@@ -82,7 +151,11 @@ impl StatusCell {
     }
 
     pub(crate) fn get(&self) -> LinkStatus {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut status = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(retry) = &mut status.retry {
+            retry.refresh(Instant::now());
+        }
+        status
     }
 }
 

@@ -73,6 +73,13 @@ impl Outbox {
         Ok(())
     }
 
+    /// Reads the next records from the store; whether there were any.
+    pub(crate) fn fill_some(&mut self) -> Result<bool, String> {
+        let before = self.buffer.len();
+        self.fill()?;
+        Ok(self.buffer.len() > before)
+    }
+
     /// The next record to put on the wire.
     pub(crate) fn next_to_send(&mut self) -> Option<(u64, Vec<u8>)> {
         self.buffer.pop_front()

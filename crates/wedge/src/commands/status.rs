@@ -76,6 +76,13 @@ fn table(status: &serde_json::Value) -> anyhow::Result<()> {
     let connection = match (link["connected"].as_bool(), link["last-error"].as_str()) {
         (None, _) => String::new(),
         (Some(true), _) => " connected".into(),
+        // "retrying in 37 s: …" or "unreachable, checking about every second: …".
+        (Some(false), _) if link["retry"]["summary"].is_string() => {
+            format!(
+                " disconnected, {}",
+                link["retry"]["summary"].as_str().unwrap_or("?")
+            )
+        }
         (Some(false), Some(error)) => format!(" disconnected: {error}"),
         (Some(false), None) => " connecting".into(),
     };
