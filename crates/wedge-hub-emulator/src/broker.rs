@@ -337,7 +337,8 @@ impl Broker {
              persistence_location {dir}/\n\
              # Keep all that is queued for an offline persistent session (the default drops\n\
              # past 1000): a test consumer reconnecting after a device must see everything.\n\
-             max_queued_messages 0\n\
+             # Not 0: Debian's Mosquitto 2.0.11 then queues nothing at all for such a session.\n\
+             max_queued_messages 100000000\n\
              log_dest stderr\n\
              {log_types}\n\
              connection_messages true\n\

@@ -6,7 +6,7 @@
 use tokio::sync::oneshot;
 use wedge_store::Outbox;
 
-use crate::module::{Delivery, Inbox};
+use crate::inbox::{Delivery, Inbox};
 use wedge_core::UpstreamMessage;
 
 /// Records read from the queue at once.

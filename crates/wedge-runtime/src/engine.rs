@@ -205,14 +205,20 @@ fn unseal(file: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn compiled_modules_are_cached_and_a_damaged_artifact_is_rebuilt() {
+    /// An engine caching in a fresh directory, the echo guest, and where its artifact goes.
+    fn cached_echo() -> (tempfile::TempDir, EngineCtx, Vec<u8>, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineCtx::new().unwrap().with_cache(dir.path().into());
         let wasm = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
         let artifact = dir
             .path()
             .join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+        (dir, engine, wasm, artifact)
+    }
+
+    #[test]
+    fn compiled_modules_are_cached_and_a_damaged_artifact_is_rebuilt() {
+        let (dir, engine, wasm, artifact) = cached_echo();
 
         engine
             .compile_file(Path::new(wedge_test_artifacts::ECHO))
@@ -246,12 +252,7 @@ mod tests {
 
     #[test]
     fn a_cached_module_whose_code_changed_or_was_torn_is_compiled_again_not_loaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = EngineCtx::new().unwrap().with_cache(dir.path().into());
-        let wasm = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
-        let artifact = dir
-            .path()
-            .join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+        let (_dir, engine, wasm, artifact) = cached_echo();
         engine.compile(&wasm, "echo").unwrap();
         let good = std::fs::read(&artifact).unwrap();
 

@@ -12,6 +12,7 @@ mod bindings;
 mod durable_route;
 mod engine;
 mod host;
+mod inbox;
 mod limiter;
 mod message;
 mod module;

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use wedge_store::{AppendError, Outbox};
 
-use crate::module::{Delivery, Inbox, Refused, Reservation};
+use crate::inbox::{Delivery, Inbox, Refused, Reservation};
 use crate::spec::{Route, Target, WhenFull};
 use wedge_core::{Message, SendError};
 use wedge_core::{Upstream, UpstreamMessage};

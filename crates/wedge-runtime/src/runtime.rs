@@ -14,9 +14,10 @@ use wedge_store::{Outbox, OutboxLimits, Store};
 
 use crate::durable_route;
 use crate::engine::{EngineCtx, ModuleImage};
+use crate::inbox::{Inbox, inbox};
 use crate::module::{
-    Control, Inbox, LogPage, LogQuery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update,
-    inbox, supervise,
+    Control, LogPage, LogQuery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update,
+    supervise,
 };
 use crate::router::Router;
 use crate::spec::{C2D_OUTPUT, ModuleSpec, Route, Target, UPSTREAM};

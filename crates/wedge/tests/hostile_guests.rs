@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::process::rss_kib;
 use support::{Host, body, module, wait_for};
 use wedge_test_artifacts::{BUSY, COUNTER, ECHO, HOSTILE, HTTP_GATEWAY, SENSOR};
 
@@ -35,13 +36,6 @@ fn counter_delivered(host: &Host) -> u64 {
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "the counter's numbers, in order, once each");
     seqs.len() as u64
-}
-
-/// Resident memory of process `pid` in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// The hostile module's own account of what it attempted.

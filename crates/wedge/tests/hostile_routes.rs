@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use support::process::rss_kib;
 use support::{Host, body, module, wait_for};
 use wedge_test_artifacts::{COUNTER, ECHO, TRAPPER};
 
@@ -122,17 +123,6 @@ fn a_slow_destination_that_drops_the_oldest_never_pushes_back() {
     assert_eq!(echo["state"], "running", "{echo}");
 }
 
-/// Resident memory of process `pid`, from /proc.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
 /// A module sending 1024-message batches as fast as it can next to one sending a reading every
 /// few milliseconds: the healthy one's messages all arrive, once each, and the host's memory
 /// stays bounded (the flood waits in the outbox on disk, not in memory).
@@ -152,7 +142,7 @@ fn a_send_flood_does_not_starve_a_healthy_sender() {
     ));
     let mut peak = 0;
     wait_for("every healthy number", TIMEOUT, || {
-        peak = peak.max(rss_bytes(host.pid()));
+        peak = peak.max(rss_kib(host.pid()) << 10);
         (seq_counts(&host, "healthy").len() as u64 >= LIMIT).then_some(())
     });
     assert_exactly_once(&seq_counts(&host, "healthy"), LIMIT);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::iothub::{Cloud, message_id};
 use support::mqtt::{MqttSetup, PASSWORD};
+use support::process::cpu_time;
 use support::{Host, module, wait_for};
 use wedge_hub_emulator::{Broker, MqttObserver};
 use wedge_test_artifacts::COUNTER;
@@ -44,21 +45,6 @@ fn counter_next(host: &Host) -> u64 {
     host.call("counter", "next", &Value::Null)["next"]
         .as_u64()
         .unwrap()
-}
-
-/// CPU time (user + system) the process `pid` used so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // USER_HZ is 100 on every Linux this runs on.
-    Duration::from_millis(ticks * 10)
 }
 
 /// The share of a core the host used over a `window` from now.

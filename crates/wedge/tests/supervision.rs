@@ -8,6 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::process::cpu_time;
 use support::{Host, module, wait_for};
 use wedge_test_artifacts::{ECHO, TRAPPER};
 
@@ -20,20 +21,6 @@ fn restarts(host: &Host, name: &str) -> u64 {
 fn reported_status(host: &Host, name: &str) -> serde_json::Value {
     let twin = host.request(&json!({"op": "twin-get"})).unwrap();
     twin["reported"]["wedge"]["modules"][name]["runtimeStatus"].clone()
-}
-
-/// CPU time (user + system) of process `pid` so far, from /proc.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 #[test]

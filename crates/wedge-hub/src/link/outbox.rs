@@ -99,7 +99,8 @@ impl Outbox {
 
     /// Deletes a record that can never be sent.
     pub(crate) fn forget(&mut self, id: u64) {
-        self.drain.outbox.acknowledge(&[id]);
+        // Deleted and counted as dropped in the outbox's stats, not as delivered.
+        self.drain.outbox.discard(&[id]);
     }
 
     /// A PUBACK: true when it completed a telemetry record, which is deleted from the store.

@@ -1,6 +1,5 @@
 //! One running module: its shared context, its instance, and the task that supervises it.
 
-mod inbox;
 mod instance;
 mod log_ring;
 mod logs;
@@ -19,7 +18,7 @@ use crate::limiter::RateLimiter;
 use crate::router::Router;
 use crate::spec::ModuleSpec;
 
-pub(crate) use inbox::{Inbox, InboxReceiver, Refused, Reservation, inbox};
+pub(crate) use crate::inbox::{Delivery, InboxReceiver};
 pub(crate) use log_ring::LogRing;
 pub use log_ring::{DEFAULT_LOG_KB, LogLevel, LogLine, LogPage, LogQuery};
 pub(crate) use logs::Source;
@@ -103,16 +102,6 @@ impl ModuleCtx {
             config,
         )
     }
-}
-
-/// A message waiting in a module's inbox.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    pub input: String,
-    pub message: Message,
-    /// Told once `on-message` has returned (whatever it returned): a durable route deletes the
-    /// message from its queue then.
-    pub handled: Option<oneshot::Sender<()>>,
 }
 
 /// The answer of a module to a direct method.

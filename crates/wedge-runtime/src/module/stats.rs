@@ -156,7 +156,7 @@ impl ModuleStats {
         &self,
         name: &str,
         config: serde_json::Value,
-        inbox: &super::Inbox,
+        inbox: &crate::inbox::Inbox,
     ) -> ModuleStatus {
         let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
         ModuleStatus {

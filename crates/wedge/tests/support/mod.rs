@@ -7,6 +7,7 @@ pub mod files;
 pub mod http_server;
 pub mod iothub;
 pub mod mqtt;
+pub mod process;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

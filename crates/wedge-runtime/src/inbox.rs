@@ -21,7 +21,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 pub use wedge_core::doc::WhenFull;
 
-use super::Delivery;
+use tokio::sync::oneshot;
+use wedge_core::Message;
+
+/// A message waiting in a module's inbox.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub input: String,
+    pub message: Message,
+    /// Told once `on-message` has returned (whatever it returned): a durable route deletes the
+    /// message from its queue then.
+    pub handled: Option<oneshot::Sender<()>>,
+}
 
 /// The sending side; cheap to clone.
 #[derive(Clone)]
@@ -268,7 +279,6 @@ impl Drop for InboxReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wedge_core::Message;
 
     fn delivery(n: u32) -> Delivery {
         Delivery {
