@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn compiled_modules_are_cached_and_a_damaged_artifact_is_rebuilt() {
-        let (dir, engine, wasm, artifact) = cached_echo();
+        let (dir, engine, _, artifact) = cached_echo();
 
         engine
             .compile_file(Path::new(wedge_test_artifacts::ECHO))

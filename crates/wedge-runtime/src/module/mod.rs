@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::oneshot;
 
-use wedge_core::{Message, Upstream};
+use wedge_core::Upstream;
 
 use crate::ModuleImage;
 use crate::limiter::RateLimiter;
 use crate::router::Router;
 use crate::spec::ModuleSpec;
 
-pub(crate) use crate::inbox::{Delivery, InboxReceiver};
+pub(crate) use crate::inbox::InboxReceiver;
 pub(crate) use log_ring::LogRing;
 pub use log_ring::{DEFAULT_LOG_KB, LogLevel, LogLine, LogPage, LogQuery};
 pub(crate) use logs::Source;
