@@ -10,6 +10,7 @@ mod cloud;
 pub mod config;
 pub mod control;
 mod host;
+mod metrics;
 mod reconcile;
 mod requests;
 mod status;
