@@ -4,7 +4,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -21,6 +21,7 @@ use wedge_store::{Outbox, Store};
 use crate::base::base_document;
 use crate::cloud;
 use crate::control::server;
+use crate::metrics;
 use crate::reconcile::{Applied, Binaries, Reconciler, Reporter, report_modules};
 use crate::status;
 use crate::upstreams;
@@ -53,6 +54,7 @@ impl Host {
     /// The deployment is invalid, the data dir is in use or unusable, a module does not
     /// compile, or the upstream cannot be set up.
     pub async fn start(deployment: &Path, data_dir: &Path) -> anyhow::Result<Arc<Host>> {
+        let started = Instant::now();
         let deployment = Deployment::load(deployment)?;
         // The store first: it refuses a data dir another host has open, or one it cannot use,
         // before anything else touches the directory.
@@ -60,6 +62,11 @@ impl Host {
             .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
         let store = Store::open(data_dir)?;
         let (listener, socket) = server::bind(data_dir).await?;
+        // Bound before any module starts, so that a taken address stops the start cleanly.
+        let metrics = match &deployment.metrics {
+            Some(spec) => Some((metrics::bind(spec.listen).await?, spec.offline_grace)),
+            None => None,
+        };
         let engine = EngineCtx::new()?.with_cache(data_dir.join("compiled"));
         let outbox = store.outbox(deployment.outbox);
         let drain = Drain {
@@ -183,6 +190,18 @@ impl Host {
         // The server holds the host until `shutdown` aborts it.
         let server = tokio::spawn(server::serve(listener, host.clone()));
         host.tasks().push(server);
+        if let Some((listener, offline_grace)) = metrics {
+            let sources = metrics::Sources {
+                runtime: host.runtime.clone(),
+                outbox: host.outbox.clone(),
+                cloud: host.cloud.clone(),
+                started,
+                offline_grace,
+            };
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+            let server = tokio::spawn(metrics::serve(listener, Arc::new(sources)));
+            host.tasks().push(server);
+        }
         Ok(host)
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 mod get_logs;
 mod host;
+mod metrics;
 mod reconcile;
 mod requests;
 mod status;

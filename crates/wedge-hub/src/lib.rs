@@ -13,4 +13,4 @@ pub mod mqtt;
 pub mod telemetry_record;
 
 pub use drain::Drain;
-pub use link::{CaFileError, Cloud, Desired, Dropped, HubEvents, LinkStatus, MethodCall};
+pub use link::{CaFileError, Cloud, Desired, Dropped, HubEvents, LinkStatus, MethodCall, Offline};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -404,6 +405,9 @@ impl Runtime {
         payload: &str,
     ) -> Result<MethodResult, RuntimeError> {
         let (ctx, control) = self.handle(module)?;
+        ctx.stats
+            .methods
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let timeout = Duration::from_millis(ctx.spec().method_timeout_ms);
         let request = |reply| Control::Method {
             name: method.to_string(),
@@ -463,7 +467,21 @@ impl Runtime {
     pub fn status(&self) -> Vec<ModuleStatus> {
         self.modules()
             .iter()
-            .map(|(name, h)| h.ctx.stats.snapshot(name, h.ctx.config(), &h.inbox))
+            .map(|(name, h)| {
+                let desired = h.ctx.spec().status;
+                h.ctx
+                    .stats
+                    .snapshot(name, desired, h.ctx.config(), &h.inbox)
+            })
+            .collect()
+    }
+
+    /// Each module's histogram of call durations (`init`, `on-message`, `on-tick`,
+    /// `on-config`, `on-method`), in seconds, by module name.
+    pub fn call_seconds(&self) -> Vec<(String, Histogram)> {
+        self.modules()
+            .iter()
+            .map(|(name, h)| (name.clone(), h.ctx.stats.call_seconds.clone()))
             .collect()
     }
 

@@ -16,6 +16,7 @@ use wedge_runtime::spec::{
 };
 use wedge_store::{OutboxLimits, WhenFull};
 
+use metrics::FileMetrics;
 use routes::FileRoute;
 
 use super::{
@@ -38,6 +39,7 @@ struct FileDeployment {
     routes: BTreeMap<String, Spanned<FileRoute>>,
     outbox: Option<Spanned<FileOutbox>>,
     sources: Option<Spanned<FileSources>>,
+    metrics: Option<Spanned<FileMetrics>>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +172,7 @@ impl Deployment {
             routes,
             outbox: outbox_limits(&at, file.outbox)?,
             sources: sources_spec(&at, base, file.sources)?,
+            metrics: metrics::parse(&at, file.metrics)?,
         })
     }
 }
@@ -510,6 +513,7 @@ impl Locator<'_> {
     }
 }
 
+mod metrics;
 mod routes;
 #[cfg(test)]
 mod tests;

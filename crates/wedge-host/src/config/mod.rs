@@ -34,7 +34,23 @@ pub struct Deployment {
     pub outbox: OutboxLimits,
     /// How module binaries are fetched.
     pub sources: SourcesSpec,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` (the default): nowhere.
+    pub metrics: Option<MetricsSpec>,
 }
+
+/// The metrics listener (`[metrics]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSpec {
+    /// The address and port to listen on (`listen`).
+    pub listen: std::net::SocketAddr,
+    /// How long `/readyz` keeps answering 200 while the upstream is not connected, after the
+    /// start or after the connection was lost (`offline-grace-s`): a reconnect (an IoT Hub SAS
+    /// renewal is one) must not make the device look broken.
+    pub offline_grace: std::time::Duration,
+}
+
+/// `offline-grace-s` when the deployment does not set it.
+pub const DEFAULT_OFFLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How module binaries named by a deployment (`https://…`, `oci://…`) are fetched.
 #[derive(Debug, Clone, PartialEq)]

@@ -54,6 +54,55 @@ pub struct LinkStatus {
     /// What was refused or dropped since the host started, instead of being queued without
     /// bound or blocking what follows.
     pub dropped: Dropped,
+    /// Connections lost since the host started and the time offline after them, kept by
+    /// [`StatusCell::update`] from the changes of `connected` (the link loop does not see it).
+    pub offline: Offline,
+}
+
+/// Offline spells: from losing an established connection to the next connect (see
+/// [`LinkStatus::offline`]). The time before the first connection is not one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Offline {
+    /// Spells begun.
+    pub count: u64,
+    /// Milliseconds offline in all spells, the current one included.
+    pub total_ms: u64,
+    /// Milliseconds into the current spell, while one lasts.
+    pub current_ms: Option<u64>,
+    /// Milliseconds of the spells that ended.
+    #[serde(skip)]
+    ended_ms: u64,
+    #[serde(skip)]
+    since: Option<Instant>,
+}
+
+impl Offline {
+    /// Follows a change of `connected` from `was` to `is`.
+    fn follow(&mut self, was: bool, is: bool) {
+        match (was, is) {
+            (true, false) => {
+                self.count += 1;
+                self.since = Some(Instant::now());
+            }
+            (false, true) => {
+                if let Some(since) = self.since.take() {
+                    self.ended_ms += millis(since.elapsed());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The totals as of now.
+    fn now(&mut self) {
+        self.current_ms = self.since.map(|since| millis(since.elapsed()));
+        self.total_ms = self.ended_ms + self.current_ms.unwrap_or(0);
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The next connection attempt, as `wedge status` shows it.
@@ -147,7 +196,11 @@ pub(crate) struct StatusCell(Arc<Mutex<LinkStatus>>);
 
 impl StatusCell {
     pub(crate) fn update(&self, update: impl FnOnce(&mut LinkStatus)) {
-        update(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut status = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let was = status.connected;
+        update(&mut status);
+        let is = status.connected;
+        status.offline.follow(was, is);
     }
 
     pub(crate) fn get(&self) -> LinkStatus {
@@ -155,6 +208,7 @@ impl StatusCell {
         if let Some(retry) = &mut status.retry {
             retry.refresh(Instant::now());
         }
+        status.offline.now();
         status
     }
 }
@@ -424,6 +478,23 @@ pub(crate) fn start<P: Protocol>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offline_spells_start_when_a_connection_is_lost() {
+        let cell = StatusCell::default();
+        cell.update(|s| s.last_error = Some("refused".into()));
+        assert_eq!(cell.get().offline, Offline::default(), "not connected yet");
+        cell.update(|s| s.connected = true);
+        cell.update(|s| s.acknowledged += 1);
+        assert_eq!(cell.get().offline.count, 0);
+        cell.update(|s| s.connected = false);
+        let offline = cell.get().offline;
+        assert_eq!((offline.count, offline.current_ms.is_some()), (1, true));
+        cell.update(|s| s.connected = true);
+        let offline = cell.get().offline;
+        assert_eq!((offline.count, offline.current_ms), (1, None));
+        assert_eq!(offline.total_ms, offline.ended_ms);
+    }
 
     #[test]
     fn the_packet_limit_counts_topic_payload_and_header() {

@@ -2,6 +2,8 @@
 //! remembering that a growth was refused, since the guest then only traps with `unreachable`)
 //! and CPU per call, counting time in guest code only.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
@@ -28,10 +30,13 @@ pub(crate) struct MemoryLimits {
     mib: u64,
     bytes: usize,
     refused: bool,
+    /// Bytes of linear memory the instance has (its memories' sizes added up), for metrics:
+    /// a memory only grows, so the growths the limiter allowed are its size.
+    used: Arc<AtomicU64>,
 }
 
 impl MemoryLimits {
-    pub(crate) fn new(mib: u64) -> Self {
+    pub(crate) fn new(mib: u64, used: Arc<AtomicU64>) -> Self {
         let bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         MemoryLimits {
             inner: StoreLimitsBuilder::new()
@@ -43,6 +48,7 @@ impl MemoryLimits {
             mib,
             bytes,
             refused: false,
+            used,
         }
     }
 
@@ -68,6 +74,10 @@ impl ResourceLimiter for MemoryLimits {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if !allowed && desired > self.bytes {
             self.refused = true;
+        }
+        if allowed {
+            let grown = desired.saturating_sub(current) as u64;
+            self.used.fetch_add(grown, Ordering::Relaxed);
         }
         Ok(allowed)
     }

@@ -69,7 +69,7 @@ impl HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: MemoryLimits::new(spec.memory_mb),
+            limits: MemoryLimits::new(spec.memory_mb, module.stats.memory_bytes.clone()),
             cpu: CpuMeter::new(spec.cpu_ms_per_call),
             panic,
             module,

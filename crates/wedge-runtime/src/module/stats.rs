@@ -1,13 +1,21 @@
 //! Counters and health of one module, read by `wedge status` and reported to the hub.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
+use wedge_core::DesiredStatus;
 use wedge_core::doc::RuntimeStatus;
 use wedge_core::truncate;
+
+/// Upper bounds of the call-duration buckets, in seconds: 10 µs (a call that does nothing) to
+/// 1 s (the default CPU budget per call), then a last one for calls that waited in the host.
+const CALL_BUCKETS: [f64; 13] = [
+    1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 1.0, 10.0,
+];
 
 /// Longest error text kept as a module's last error.
 const MAX_ERROR_LEN: usize = 1024;
@@ -20,6 +28,8 @@ pub struct ModuleStatus {
     pub name: String,
     /// Its health.
     pub state: RuntimeStatus,
+    /// What the deployment wants it to be.
+    pub desired: DesiredStatus,
     /// The sha256 of the binary it runs.
     pub sha256: String,
     /// Messages delivered to `on-message`.
@@ -34,6 +44,12 @@ pub struct ModuleStatus {
     pub dropped: u64,
     /// Times the module was restarted after a failure or on request.
     pub restarts: u64,
+    /// Instances started, the first included.
+    pub starts: u64,
+    /// Direct methods invoked (answered, timed out or refused).
+    pub methods: u64,
+    /// Linear memory of its current instance, in bytes (0 while it has none).
+    pub memory_bytes: u64,
     /// Log records (`log.log`, stdout and stderr lines) dropped because the module logged
     /// more than its rate.
     pub logs_suppressed: u64,
@@ -76,6 +92,13 @@ pub(crate) struct ModuleStats {
     pub call_errors: AtomicU64,
     pub restarts: AtomicU64,
     pub logs_suppressed: AtomicU64,
+    pub starts: AtomicU64,
+    pub methods: AtomicU64,
+    /// Linear memory of the current instance; the instance's memory limiter keeps it.
+    pub memory_bytes: Arc<AtomicU64>,
+    /// How long each call into the module took (`init`, `on-message`, `on-tick`,
+    /// `on-config`, `on-method`), kept across instances.
+    pub call_seconds: Histogram,
     health: Mutex<Health>,
     /// Bumped at every change of health, so that a reporter can wait for one.
     changes: watch::Sender<u64>,
@@ -98,6 +121,10 @@ impl ModuleStats {
             call_errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             logs_suppressed: AtomicU64::new(0),
+            starts: AtomicU64::new(0),
+            methods: AtomicU64::new(0),
+            memory_bytes: Arc::default(),
+            call_seconds: Histogram::new(CALL_BUCKETS.iter().copied()),
             health: Mutex::new(Health {
                 state: RuntimeStatus::Running,
                 sha256,
@@ -117,6 +144,9 @@ impl ModuleStats {
 
     /// An instance of the binary `sha256` is being started.
     pub(crate) fn starting(&self, sha256: &str) {
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        // A new instance: the old one's memory is gone (its limiter counts from 0 again).
+        self.memory_bytes.store(0, Ordering::Relaxed);
         self.change(|h| {
             h.state = RuntimeStatus::Running;
             h.sha256 = sha256.to_string();
@@ -126,6 +156,7 @@ impl ModuleStats {
 
     /// The instance ended; `state` says what comes next (`error` why, if it failed).
     pub(crate) fn exited(&self, state: RuntimeStatus, error: Option<&str>) {
+        self.memory_bytes.store(0, Ordering::Relaxed);
         if error.is_some() {
             self.call_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -147,6 +178,11 @@ impl ModuleStats {
             .last_error = Some(one_line(error));
     }
 
+    /// A call into the module took `elapsed`.
+    pub(crate) fn called(&self, elapsed: Duration) {
+        self.call_seconds.observe(elapsed.as_secs_f64());
+    }
+
     /// A restart after a failure or on request.
     pub(crate) fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -155,6 +191,7 @@ impl ModuleStats {
     pub(crate) fn snapshot(
         &self,
         name: &str,
+        desired: DesiredStatus,
         config: serde_json::Value,
         inbox: &crate::inbox::Inbox,
     ) -> ModuleStatus {
@@ -162,6 +199,7 @@ impl ModuleStats {
         ModuleStatus {
             name: name.to_string(),
             state: health.state,
+            desired,
             sha256: health.sha256.clone(),
             messages_in: self.messages_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
@@ -170,6 +208,9 @@ impl ModuleStats {
             queued: inbox.len() as u64,
             dropped: inbox.dropped(),
             restarts: self.restarts.load(Ordering::Relaxed),
+            starts: self.starts.load(Ordering::Relaxed),
+            methods: self.methods.load(Ordering::Relaxed),
+            memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
             logs_suppressed: self.logs_suppressed.load(Ordering::Relaxed),
             last_start: health.last_start,
             last_exit: health.last_exit,

@@ -41,7 +41,7 @@ pub(crate) async fn supervise(
                 }
             }
             ctx.stats.starting(image.sha256());
-            let exit = match Instance::start(&image.pre, ctx.clone()).await {
+            let exit = match timed(&ctx, Instance::start(&image.pre, ctx.clone())).await {
                 Outcome::Done(mut instance) => {
                     tracing::info!(sha256 = image.sha256(), "started");
                     serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await
@@ -166,7 +166,7 @@ async fn serve(
                 Some(Control::Update(update)) => return Exit::Update(update),
                 Some(Control::Configure { config, reply }) => {
                     let previous = ctx.set_config(config.clone());
-                    let outcome = instance.on_config(&config.to_string()).await;
+                    let outcome = timed(ctx, instance.on_config(&config.to_string())).await;
                     if !matches!(outcome, Outcome::Done(())) {
                         ctx.set_config(previous);
                     }
@@ -178,7 +178,7 @@ async fn serve(
                     outcome
                 }
                 Some(Control::Method { name, payload, reply }) => {
-                    let outcome = instance.on_method(&name, &payload).await;
+                    let outcome = timed(ctx, instance.on_method(&name, &payload)).await;
                     let _ = reply.send(match &outcome {
                         Outcome::Done(result) => result.clone(),
                         Outcome::Refused(e) | Outcome::Trapped(e) => error_result(500, e),
@@ -187,10 +187,10 @@ async fn serve(
                     outcome.map(drop)
                 }
             },
-            _ = next_tick(&mut ticker) => instance.on_tick().await,
+            _ = next_tick(&mut ticker) => timed(ctx, instance.on_tick()).await,
             delivery = inbox.recv() => {
                 ctx.stats.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let outcome = instance.on_message(&delivery.input, delivery.message).await;
+                let outcome = timed(ctx, instance.on_message(&delivery.input, delivery.message)).await;
                 // A message that trapped the module counts as handled too: delivering it again
                 // would trap it again.
                 if let Some(handled) = delivery.handled {
@@ -260,6 +260,14 @@ async fn wait(
             }
         }
     }
+}
+
+/// Awaits a call into the module, observing how long it took in the module's histogram.
+async fn timed<T>(ctx: &ModuleCtx, call: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let outcome = call.await;
+    ctx.stats.called(started.elapsed());
+    outcome
 }
 
 async fn next_tick(ticker: &mut Option<Interval>) {

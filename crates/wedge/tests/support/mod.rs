@@ -35,6 +35,13 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// A loopback port free a moment ago: bound to port 0, then let go, for a listener the host
+/// under test opens.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// A deployment file in a fresh temporary directory.
 pub struct Deployment {
     pub dir: tempfile::TempDir,

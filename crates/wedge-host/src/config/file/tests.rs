@@ -323,3 +323,37 @@ fn pathdiff(target: &Path, from: &Path) -> PathBuf {
     }
     out
 }
+
+#[test]
+fn metrics_are_off_unless_a_listen_address_is_given() {
+    let fx = Fixture::new();
+    assert_eq!(fx.parse(GOOD).unwrap().metrics, None);
+    let on = fx
+        .parse("[metrics]\nlisten = \"127.0.0.1:9600\"\noffline-grace-s = 5\n")
+        .unwrap();
+    let metrics = on.metrics.unwrap();
+    assert_eq!(metrics.listen, "127.0.0.1:9600".parse().unwrap());
+    assert_eq!(metrics.offline_grace, std::time::Duration::from_secs(5));
+    let default = fx.parse("[metrics]\nlisten = \"[::1]:9600\"\n").unwrap();
+    assert_eq!(
+        default.metrics.unwrap().offline_grace,
+        crate::config::DEFAULT_OFFLINE_GRACE
+    );
+    assert_error(
+        "[metrics]\nlisten = \"localhost:9600\"\n",
+        &[
+            "wedge.toml:2:10",
+            "metrics.listen",
+            "`localhost:9600`",
+            "IP address",
+        ],
+    );
+    assert_error(
+        "[metrics]\nlisten = \"127.0.0.1\"\n",
+        &["wedge.toml:2:10", "metrics.listen"],
+    );
+    assert_error(
+        "[metrics]\nport = 9600\n",
+        &["wedge.toml:2:1", "unknown field `port`"],
+    );
+}
