@@ -5,24 +5,13 @@ mod support;
 
 use std::process::Command;
 
-use support::{Deployment, WEDGE};
+use support::{Deployment, WEDGE, run_refused};
 use wedge_test_artifacts::{FILTER, SENSOR};
 
-/// Runs `wedge run` on `toml` (with `extra_files` beside it) and returns its stderr; it must fail.
+/// Runs `wedge run` on `toml` (with `extra_files` beside it), which must fail with exactly one
+/// error line; returns that line.
 fn run_fails(toml: &str, extra_files: &[(&str, &[u8])]) -> String {
-    let deployment = Deployment::new(toml);
-    for (name, bytes) in extra_files {
-        std::fs::write(deployment.dir.path().join(name), bytes).unwrap();
-    }
-    let out = Command::new(WEDGE)
-        .arg("--data-dir")
-        .arg(deployment.dir.path().join("data"))
-        .arg("run")
-        .arg(&deployment.path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "wedge run accepted:\n{toml}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = run_refused(toml, extra_files);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(
         errors.len(),

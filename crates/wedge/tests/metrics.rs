@@ -7,12 +7,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 use support::mqtt::{MqttSetup, PASSWORD};
-use support::{Deployment, Host, WEDGE, free_port, module, wait_for};
+use support::{Host, free_port, module, run_refused, wait_for};
 use wedge_test_artifacts::COUNTER;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -253,23 +252,9 @@ fn healthz_answers_and_other_requests_are_refused() {
     assert_eq!(http(port, "POST", "/metrics").0, 405);
 }
 
-/// `wedge run` on `toml`, expected to refuse to start; its stderr.
-fn refused(toml: &str) -> String {
-    let deployment = Deployment::new(toml);
-    let output = Command::new(WEDGE)
-        .arg("--data-dir")
-        .arg(deployment.dir.path().join("data"))
-        .arg("run")
-        .arg(&deployment.path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "wedge run started on {toml}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn a_bad_listen_address_is_refused_naming_it() {
-    let error = refused("# metrics\n[metrics]\nlisten = \"nowhere:9600\"\n");
+    let error = run_refused("# metrics\n[metrics]\nlisten = \"nowhere:9600\"\n", &[]);
     assert!(
         error.contains("wedge.toml:3:10: metrics.listen: `nowhere:9600` is not an address"),
         "{error}"
@@ -277,7 +262,7 @@ fn a_bad_listen_address_is_refused_naming_it() {
     // An address in use: named, and nothing started.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let error = refused(&metrics_table(port, 30));
+    let error = run_refused(&metrics_table(port, 30), &[]);
     assert!(
         error.contains(&format!("cannot listen for metrics on 127.0.0.1:{port}")),
         "{error}"

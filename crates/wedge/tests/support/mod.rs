@@ -226,6 +226,24 @@ pub fn spawn_with(deployment: &Path, data_dir: &Path, log: &Path, shell: &str) -
         .unwrap()
 }
 
+/// Runs `wedge run` on `toml` (with `extra_files` beside it), which must refuse to start;
+/// returns its stderr.
+pub fn run_refused(toml: &str, extra_files: &[(&str, &[u8])]) -> String {
+    let deployment = Deployment::new(toml);
+    for (name, bytes) in extra_files {
+        std::fs::write(deployment.dir.path().join(name), bytes).unwrap();
+    }
+    let out = Command::new(WEDGE)
+        .arg("--data-dir")
+        .arg(deployment.dir.path().join("data"))
+        .arg("run")
+        .arg(&deployment.path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "wedge run accepted:\n{toml}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
 /// Telemetry stored in `data_dir`, one JSON value per complete line.
 pub fn telemetry(data_dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(data_dir.join("telemetry.jsonl")).unwrap_or_default();
