@@ -200,14 +200,20 @@ impl Router {
                 self.upstream.admit(message)?;
             }
         }
-        let records: Vec<Vec<u8>> = messages.iter().map(UpstreamMessage::to_record).collect();
+        let mut records: Vec<Vec<u8>> = messages.iter().map(UpstreamMessage::to_record).collect();
         let mut committed: Vec<(&Outbox, Vec<u64>)> = Vec::new();
-        for queue in disk {
+        for (n, queue) in disk.iter().enumerate() {
             let queue = match queue {
                 DiskQueue::Upstream => &self.outbox,
                 DiskQueue::Route(queue) => queue,
             };
-            match append(queue, records.clone()).await {
+            // The last queue (the only one, for a plain `$upstream` route) takes the records
+            // themselves: no copy of every body on the common path.
+            let these = match n + 1 == disk.len() {
+                true => std::mem::take(&mut records),
+                false => records.clone(),
+            };
+            match append(queue, these).await {
                 Ok(ids) => committed.push((queue, ids)),
                 Err(e) => {
                     for (queue, ids) in committed {
