@@ -6,6 +6,7 @@
 pub mod files;
 pub mod http_server;
 pub mod iothub;
+pub mod metrics;
 pub mod mqtt;
 pub mod process;
 
