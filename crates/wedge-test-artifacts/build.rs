@@ -1,4 +1,5 @@
-//! Builds every component in `modules/` for `wasm32-wasip2` and writes their paths to
+//! Builds every component in `modules/` for `wasm32-wasip2` (Rust guests with a nested cargo,
+//! Python modules with componentize-py through `wedge-guest-build`) and writes their paths to
 //! `$OUT_DIR/artifacts.rs`, like wasmtime's `test-programs-artifacts`.
 //!
 //! The nested cargo uses its own target directory inside `OUT_DIR`: sharing the outer build's
@@ -62,6 +63,14 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Test guest misbehaving as its `mode` says: log or stderr flood, memory bomb, panic, slow sends.",
     ),
 ];
+
+/// Python modules: constant name, directory under `modules/` (its entry point is `app.py`),
+/// and what the component is for.
+const PYTHON_COMPONENTS: &[(&str, &str, &str)] = &[(
+    "FILTER_PY",
+    "filter-py",
+    "Example module in Python: the `filter` ported (threshold on a JSON field, to `alerts`).",
+)];
 
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with
 /// the prefixes in `LEAKY_PREFIXES` are removed as well.
@@ -130,27 +139,39 @@ fn main() {
 
     let release = target_dir.join(TARGET).join("release");
     let mut code = String::new();
-    for (name, stem, doc) in COMPONENTS {
-        let path = release.join(format!("{stem}.wasm"));
+    let mut constant = |name: &str, path: &Path, doc: &str| {
         assert!(
             path.is_file(),
             "the guest build did not produce {}",
             path.display()
         );
+        let file = path.file_name().unwrap().to_string_lossy();
         let path = path.to_str().expect("OUT_DIR is valid UTF-8");
-        writeln!(code, "/// {doc}\n///\n/// Absolute path of `{stem}.wasm`.").unwrap();
+        writeln!(code, "/// {doc}\n///\n/// Absolute path of `{file}`.").unwrap();
         writeln!(code, "pub const {name}: &str = {path:?};").unwrap();
+    };
+    for (name, stem, doc) in COMPONENTS {
+        constant(name, &release.join(format!("{stem}.wasm")), doc);
+    }
+    let python = wedge_guest_build::Python::new(&repo);
+    for (name, dir, doc) in PYTHON_COMPONENTS {
+        let out = out_dir.join("python").join(format!("{dir}.wasm"));
+        python
+            .build(&modules.join(dir), &out)
+            .unwrap_or_else(|e| panic!("{e}"));
+        constant(name, &out, doc);
     }
     writeln!(code, "\n/// Every component, as `(constant name, path)`.").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str)] = &[").unwrap();
-    for (name, _, _) in COMPONENTS {
+    let names = COMPONENTS.iter().chain(PYTHON_COMPONENTS);
+    for (name, _, _) in names {
         writeln!(code, "    ({name:?}, {name}),").unwrap();
     }
     writeln!(code, "];").unwrap();
     fs::write(out_dir.join("artifacts.rs"), code).expect("write artifacts.rs");
 }
 
-/// Rebuilds when a module, the SDK or the WIT changes. Files are listed one by one because a
+/// Rebuilds when a module, an SDK or the WIT changes. Files are listed one by one because a
 /// directory would include `modules/target`, which every manual build touches.
 fn rerun_if_changed(repo: &Path, modules: &Path) {
     println!("cargo:rerun-if-changed=build.rs");
@@ -163,9 +184,9 @@ fn rerun_if_changed(repo: &Path, modules: &Path) {
     println!("cargo:rerun-if-changed={}", sdk.join("src").display());
     // Cargo.lock of the root workspace pins the SDK's dependencies only for the outer build;
     // the guests use modules/Cargo.lock, listed by the walk below.
-    walk(modules, &mut |path| {
-        println!("cargo:rerun-if-changed={}", path.display())
-    });
+    let mut rerun = |path: &Path| println!("cargo:rerun-if-changed={}", path.display());
+    walk(modules, &mut rerun);
+    walk(&repo.join("sdk/python"), &mut rerun);
 }
 
 /// Calls `f` for every file under `dir`, skipping build output and hidden directories.
@@ -178,7 +199,7 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if name != "target" && !name.starts_with('.') {
+            if name != "target" && name != "__pycache__" && !name.starts_with('.') {
                 walk(&path, f);
             }
         } else {

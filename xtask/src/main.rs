@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  build                 build the wedge host (release) and every module for wasm32-wasip2
+  build                 build the wedge host (release) and every module (Rust for wasm32-wasip2,
+                        Python with componentize-py, installed under target/tools when missing)
   demo [--seconds N]    build, then run examples/demo/wedge.toml on the local hub and print
                         telemetry as it flows (until Ctrl-C, or for N seconds)
   test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]
@@ -88,16 +89,34 @@ fn build_modules() -> anyhow::Result<()> {
     ]))
 }
 
+/// Python example modules (directories under `modules/` with an `app.py`), built into
+/// `modules/target/python/<name>.wasm`.
+const PYTHON_MODULES: &[&str] = &["filter-py"];
+
+fn build_python_modules() -> anyhow::Result<()> {
+    let root = root();
+    let python = wedge_guest_build::Python::new(&root);
+    for name in PYTHON_MODULES {
+        let out = root.join(format!("modules/target/python/{name}.wasm"));
+        eprintln!("xtask: building the Python module {name} (componentize-py)");
+        python.build(&root.join("modules").join(name), &out)?;
+    }
+    Ok(())
+}
+
 fn build() -> anyhow::Result<()> {
     ensure_wasm_target()?;
     run(cargo().args(["build", "--release", "-p", "wedge"]))?;
     build_modules()?;
-    let dir = root().join("modules/target/wasm32-wasip2/release");
-    for entry in std::fs::read_dir(&dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "wasm") {
-            let size = std::fs::metadata(&path)?.len();
-            eprintln!("xtask: {:>8} KiB  {}", size / 1024, path.display());
+    ensure_componentize_py()?;
+    build_python_modules()?;
+    for dir in ["wasm32-wasip2/release", "python"] {
+        for entry in std::fs::read_dir(root().join("modules/target").join(dir))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                let size = std::fs::metadata(&path)?.len();
+                eprintln!("xtask: {:>8} KiB  {}", size / 1024, path.display());
+            }
         }
     }
     Ok(())
@@ -220,8 +239,27 @@ fn ensure_debian_package(binaries: &[&str], packages: &[&str], what: &str) -> an
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// Installs componentize-py (for the Python modules) in a virtual environment under
+/// `target/tools`, first Debian's `python3-venv` when Python cannot make one.
+fn ensure_componentize_py() -> anyhow::Result<()> {
+    let has_venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_venv {
+        ensure_debian_package(
+            &[],
+            &["python3-venv"],
+            "Python with venv (for componentize-py)",
+        )?;
+    }
+    wedge_guest_build::Python::new(&root()).ensure_installed()?;
+    Ok(())
+}
+
 fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_wasm_target()?;
+    ensure_componentize_py()?;
     ensure_mosquitto()?;
     ensure_docker_registry()?;
     run(cargo().args(["test", "--workspace"]).args(args))

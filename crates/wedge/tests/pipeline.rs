@@ -1,5 +1,7 @@
 //! The demo pipeline end to end: sensor -> filter -> local hub, live reconfiguration through
-//! the twin, and direct methods.
+//! the twin, and direct methods. The filter's behaviour is checked twice, with the Rust
+//! module and with its Python port (`modules/filter-py`, on the Python SDK): the same tests,
+//! so the two cannot drift apart.
 
 mod support;
 
@@ -7,9 +9,15 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use support::{Host, body, module, wait_for};
-use wedge_test_artifacts::{ECHO, FILTER, SENSOR};
+use wedge_test_artifacts::{ECHO, FILTER, FILTER_PY, SENSOR};
 
+/// The pipeline with the Rust filter.
 fn pipeline(threshold: f64) -> String {
+    pipeline_with(FILTER, threshold)
+}
+
+/// The pipeline with `filter` (a component path) at `threshold`.
+fn pipeline_with(filter: &str, threshold: f64) -> String {
     format!(
         "{}{}{}
 [routes]
@@ -23,7 +31,7 @@ alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
         ),
         module(
             "filter",
-            FILTER,
+            filter,
             &format!("config = {{ threshold = {threshold:?} }}")
         ),
         module("echo", ECHO, ""),
@@ -44,7 +52,16 @@ fn seen(record: &serde_json::Value) -> u64 {
 
 #[test]
 fn only_readings_above_the_threshold_reach_the_hub() {
-    let host = Host::start(&pipeline(30.0));
+    only_readings_above_the_threshold_reach_the_hub_with(FILTER);
+}
+
+#[test]
+fn only_readings_above_the_threshold_reach_the_hub_in_python() {
+    only_readings_above_the_threshold_reach_the_hub_with(FILTER_PY);
+}
+
+fn only_readings_above_the_threshold_reach_the_hub_with(filter: &str) {
+    let host = Host::start(&pipeline_with(filter, 30.0));
     let records = wait_for(
         "20 alerts at the local hub",
         Duration::from_secs(30),
@@ -90,7 +107,16 @@ fn only_readings_above_the_threshold_reach_the_hub() {
 
 #[test]
 fn twin_set_changes_the_threshold_live_without_a_restart() {
-    let host = Host::start(&pipeline(30.0));
+    twin_set_changes_the_threshold_live_without_a_restart_with(FILTER);
+}
+
+#[test]
+fn twin_set_changes_the_threshold_live_without_a_restart_in_python() {
+    twin_set_changes_the_threshold_live_without_a_restart_with(FILTER_PY);
+}
+
+fn twin_set_changes_the_threshold_live_without_a_restart_with(filter: &str) {
+    let host = Host::start(&pipeline_with(filter, 30.0));
     wait_for("first alerts", Duration::from_secs(30), || {
         (host.telemetry().len() >= 3).then_some(())
     });
@@ -145,7 +171,16 @@ fn twin_set_changes_the_threshold_live_without_a_restart() {
 
 #[test]
 fn a_rejected_configuration_keeps_the_old_one_running() {
-    let host = Host::start(&pipeline(30.0));
+    a_rejected_configuration_keeps_the_old_one_running_with(FILTER);
+}
+
+#[test]
+fn a_rejected_configuration_keeps_the_old_one_running_in_python() {
+    a_rejected_configuration_keeps_the_old_one_running_with(FILTER_PY);
+}
+
+fn a_rejected_configuration_keeps_the_old_one_running_with(filter: &str) {
+    let host = Host::start(&pipeline_with(filter, 30.0));
     let out = host.cli(&["twin", "set", "filter", "threshold=warm"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
