@@ -1,5 +1,5 @@
 //! Builds every component in `modules/` for `wasm32-wasip2` (Rust guests with a nested cargo,
-//! Python modules with componentize-py through `wedge-guest-build`) and writes their paths to
+//! Python and JavaScript modules through `wedge-guest-build`) and writes their paths to
 //! `$OUT_DIR/artifacts.rs`, like wasmtime's `test-programs-artifacts`.
 //!
 //! The nested cargo uses its own target directory inside `OUT_DIR`: sharing the outer build's
@@ -64,13 +64,28 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Python modules: constant name, directory under `modules/` (its entry point is `app.py`),
-/// and what the component is for.
-const PYTHON_COMPONENTS: &[(&str, &str, &str)] = &[(
-    "FILTER_PY",
-    "filter-py",
-    "Example module in Python: the `filter` ported (threshold on a JSON field, to `alerts`).",
-)];
+/// Modules in other languages: constant name, directory under `modules/` (entry point
+/// `app.py` or `app.js`), language, and what the component is for.
+const OTHER_COMPONENTS: &[(&str, &str, Language, &str)] = &[
+    (
+        "FILTER_PY",
+        "filter-py",
+        Language::Python,
+        "Example module in Python: the `filter` ported (threshold on a JSON field, to `alerts`).",
+    ),
+    (
+        "CONVERTER_JS",
+        "converter-js",
+        Language::JavaScript,
+        "Example module in JavaScript: converts readings to another unit, on `converted`.",
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Language {
+    Python,
+    JavaScript,
+}
 
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with
 /// the prefixes in `LEAKY_PREFIXES` are removed as well.
@@ -154,17 +169,20 @@ fn main() {
         constant(name, &release.join(format!("{stem}.wasm")), doc);
     }
     let python = wedge_guest_build::Python::new(&repo);
-    for (name, dir, doc) in PYTHON_COMPONENTS {
-        let out = out_dir.join("python").join(format!("{dir}.wasm"));
-        python
-            .build(&modules.join(dir), &out)
-            .unwrap_or_else(|e| panic!("{e}"));
+    let js = wedge_guest_build::JavaScript::new(&repo);
+    for (name, dir, language, doc) in OTHER_COMPONENTS {
+        let out = out_dir.join("other").join(format!("{dir}.wasm"));
+        let built = match language {
+            Language::Python => python.build(&modules.join(dir), &out),
+            Language::JavaScript => js.build(&modules.join(dir), &out),
+        };
+        built.unwrap_or_else(|e| panic!("{e}"));
         constant(name, &out, doc);
     }
     writeln!(code, "\n/// Every component, as `(constant name, path)`.").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str)] = &[").unwrap();
-    let names = COMPONENTS.iter().chain(PYTHON_COMPONENTS);
-    for (name, _, _) in names {
+    let names = COMPONENTS.iter().map(|c| c.0);
+    for name in names.chain(OTHER_COMPONENTS.iter().map(|c| c.0)) {
         writeln!(code, "    ({name:?}, {name}),").unwrap();
     }
     writeln!(code, "];").unwrap();
@@ -186,7 +204,7 @@ fn rerun_if_changed(repo: &Path, modules: &Path) {
     // the guests use modules/Cargo.lock, listed by the walk below.
     let mut rerun = |path: &Path| println!("cargo:rerun-if-changed={}", path.display());
     walk(modules, &mut rerun);
-    walk(&repo.join("sdk/python"), &mut rerun);
+    walk(&repo.join("sdk"), &mut rerun);
 }
 
 /// Calls `f` for every file under `dir`, skipping build output and hidden directories.
@@ -199,7 +217,10 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if name != "target" && name != "__pycache__" && !name.starts_with('.') {
+            if name != "target"
+                && !["__pycache__", "node_modules"].contains(&name.as_ref())
+                && !name.starts_with('.')
+            {
                 walk(&path, f);
             }
         } else {

@@ -11,7 +11,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   build                 build the wedge host (release) and every module (Rust for wasm32-wasip2,
-                        Python with componentize-py, installed under target/tools when missing)
+                        Python and JavaScript with componentize-py/-js, installed under
+                        target/tools when missing)
   demo [--seconds N]    build, then run examples/demo/wedge.toml on the local hub and print
                         telemetry as it flows (until Ctrl-C, or for N seconds)
   test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]
@@ -89,17 +90,24 @@ fn build_modules() -> anyhow::Result<()> {
     ]))
 }
 
-/// Python example modules (directories under `modules/` with an `app.py`), built into
-/// `modules/target/python/<name>.wasm`.
+/// Example modules in other languages (directories under `modules/` with an `app.py` or
+/// `app.js`), built into `modules/target/<language>/<name>.wasm`.
 const PYTHON_MODULES: &[&str] = &["filter-py"];
+const JS_MODULES: &[&str] = &["converter-js"];
 
-fn build_python_modules() -> anyhow::Result<()> {
+fn build_other_modules() -> anyhow::Result<()> {
     let root = root();
     let python = wedge_guest_build::Python::new(&root);
     for name in PYTHON_MODULES {
-        let out = root.join(format!("modules/target/python/{name}.wasm"));
         eprintln!("xtask: building the Python module {name} (componentize-py)");
+        let out = root.join(format!("modules/target/python/{name}.wasm"));
         python.build(&root.join("modules").join(name), &out)?;
+    }
+    let js = wedge_guest_build::JavaScript::new(&root);
+    for name in JS_MODULES {
+        eprintln!("xtask: building the JavaScript module {name} (componentize-js)");
+        let out = root.join(format!("modules/target/js/{name}.wasm"));
+        js.build(&root.join("modules").join(name), &out)?;
     }
     Ok(())
 }
@@ -108,9 +116,9 @@ fn build() -> anyhow::Result<()> {
     ensure_wasm_target()?;
     run(cargo().args(["build", "--release", "-p", "wedge"]))?;
     build_modules()?;
-    ensure_componentize_py()?;
-    build_python_modules()?;
-    for dir in ["wasm32-wasip2/release", "python"] {
+    ensure_component_tools()?;
+    build_other_modules()?;
+    for dir in ["wasm32-wasip2/release", "python", "js"] {
         for entry in std::fs::read_dir(root().join("modules/target").join(dir))? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "wasm") {
@@ -239,9 +247,10 @@ fn ensure_debian_package(binaries: &[&str], packages: &[&str], what: &str) -> an
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
-/// Installs componentize-py (for the Python modules) in a virtual environment under
-/// `target/tools`, first Debian's `python3-venv` when Python cannot make one.
-fn ensure_componentize_py() -> anyhow::Result<()> {
+/// Installs the component tools of the Python and JavaScript modules under `target/tools`:
+/// componentize-py in a virtual environment (first Debian's `python3-venv` when Python cannot
+/// make one) and componentize-js with npm (first Debian's `npm` when missing).
+fn ensure_component_tools() -> anyhow::Result<()> {
     let has_venv = Command::new("python3")
         .args(["-c", "import venv, ensurepip"])
         .output()
@@ -254,12 +263,18 @@ fn ensure_componentize_py() -> anyhow::Result<()> {
         )?;
     }
     wedge_guest_build::Python::new(&root()).ensure_installed()?;
+    ensure_debian_package(
+        &["/usr/bin/npm", "/usr/local/bin/npm"],
+        &["npm"],
+        "Node.js and npm (for componentize-js)",
+    )?;
+    wedge_guest_build::JavaScript::new(&root()).ensure_installed()?;
     Ok(())
 }
 
 fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_wasm_target()?;
-    ensure_componentize_py()?;
+    ensure_component_tools()?;
     ensure_mosquitto()?;
     ensure_docker_registry()?;
     run(cargo().args(["test", "--workspace"]).args(args))

@@ -1,6 +1,7 @@
-//! Builds wedge modules written in languages other than Rust, from source, with the tool each
-//! language's component toolchain provides, installed under the workspace's `target/tools/`
-//! when missing (so a fresh machine with Rust and Python needs nothing by hand).
+//! Builds wedge modules written in languages other than Rust (Python with componentize-py,
+//! JavaScript with componentize-js) from source, with each language's component toolchain
+//! pinned and installed under the workspace's `target/tools/` when missing (so a machine with
+//! Rust, Python and Node.js needs nothing installed by hand).
 //!
 //! Used by `cargo xtask build` (the example modules, for the demo and users) and by
 //! `wedge-test-artifacts`' build script (the components the tests run): one way to build them.
@@ -10,8 +11,10 @@
 
 #![deny(missing_docs)]
 
+mod js;
 mod python;
 mod tool;
 
+pub use js::{COMPONENTIZE_JS_VERSION, JavaScript};
 pub use python::{COMPONENTIZE_PY_VERSION, Python};
 pub use tool::Error;
