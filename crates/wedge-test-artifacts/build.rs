@@ -62,6 +62,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "hostile",
         "Test guest misbehaving as its `mode` says: log or stderr flood, memory bomb, panic, slow sends.",
     ),
+    (
+        "WASI_STD",
+        "wasi_std",
+        "Test guest on wasi:keyvalue and wasi:config instead of wedge's state and twin.",
+    ),
 ];
 
 /// Modules in other languages: constant name, directory under `modules/` (entry point

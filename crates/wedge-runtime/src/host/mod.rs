@@ -1,6 +1,8 @@
 //! The data of one module's [`wasmtime::Store`] and the host side of the `wedge:edge` imports,
 //! one file per WIT interface.
 
+mod config;
+pub(crate) mod keyvalue;
 mod limits;
 mod log;
 mod state;
