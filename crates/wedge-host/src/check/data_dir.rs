@@ -44,8 +44,7 @@ pub(super) async fn check(dir: &Path, timeout: Duration) -> Vec<Check> {
 fn inspect(dir: &Path) -> Vec<Check> {
     let mut checks = Vec::new();
     // Where the free space is measured: the dir, or the ancestor it would be created in.
-    let measured: PathBuf;
-    match std::fs::metadata(dir) {
+    let measured: PathBuf = match std::fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => {
             return vec![Check::error(
                 NAME,
@@ -67,7 +66,7 @@ fn inspect(dir: &Path) -> Vec<Check> {
                     "run `wedge check` as the user `wedge run` runs as, or chown the data dir to that user",
                 ));
             }
-            measured = dir.to_path_buf();
+            dir.to_path_buf()
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let Some(ancestor) = dir.ancestors().skip(1).find(|a| a.is_dir()) else {
@@ -101,7 +100,7 @@ fn inspect(dir: &Path) -> Vec<Check> {
                     ),
                 },
             );
-            measured = ancestor.to_path_buf();
+            ancestor.to_path_buf()
         }
         Err(e) => {
             return vec![Check::error(
@@ -110,7 +109,7 @@ fn inspect(dir: &Path) -> Vec<Check> {
                 "make the data dir and its parents accessible to the user wedge runs as",
             )];
         }
-    }
+    };
     checks.push(free_space(&measured));
     checks
 }
