@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod base;
+pub mod check;
 mod cloud;
 pub mod config;
 pub mod control;

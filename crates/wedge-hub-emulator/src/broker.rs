@@ -5,14 +5,18 @@ use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
-use crate::certs::{CLIENTS_DIR, client_paths, write_foreign_client, write_tls_files};
+use crate::certs::{
+    CLIENTS_DIR, client_paths, write_device_certificate, write_foreign_client,
+    write_server_certificate, write_tls_files,
+};
 use crate::identity::Identity;
 use crate::tls::{client_tls_config, client_tls_config_with_cert};
 
@@ -215,6 +219,29 @@ impl Broker {
     /// its own, which this broker does not trust: the TLS handshake fails with it.
     pub fn foreign_device_certificate(&self, device: &str) -> Result<(PathBuf, PathBuf)> {
         write_foreign_client(self.dir.path(), device)
+    }
+
+    /// `(certificate, key)` PEM files of a client certificate with CN = `device`, signed by
+    /// the per-run CA and valid over `validity` (already expired, expiring soon, not yet
+    /// valid). The broker checks it like any other: an expired one is refused at the handshake.
+    pub fn issue_device_certificate(
+        &self,
+        device: &str,
+        validity: Range<SystemTime>,
+    ) -> Result<(PathBuf, PathBuf)> {
+        write_device_certificate(self.dir.path(), device, validity)
+    }
+
+    /// Gives the broker a new server certificate, signed by the per-run CA, for `names` (DNS
+    /// names or IP addresses: e.g. one the clients do not dial) and valid over `validity`,
+    /// and restarts Mosquitto so that it serves it.
+    pub fn reissue_server_certificate(
+        &mut self,
+        names: &[&str],
+        validity: Range<SystemTime>,
+    ) -> Result<()> {
+        write_server_certificate(self.dir.path(), names, validity)?;
+        self.restart()
     }
 
     /// The TLS configuration of the service side: trusting the per-run CA and, when the

@@ -13,4 +13,6 @@ pub mod mqtt;
 pub mod telemetry_record;
 
 pub use drain::Drain;
+/// The upstreams' TLS trust and client identity, for checks that must see what the link sees.
+pub use link::tls;
 pub use link::{CaFileError, Cloud, Desired, Dropped, HubEvents, LinkStatus, MethodCall, Offline};

@@ -34,7 +34,8 @@ struct Cli {
 enum Command {
     /// Run the modules of a deployment file until interrupted.
     Run(commands::run::Args),
-    /// Check a deployment file and compile its modules, without running anything.
+    /// Check that wedge can run here: the deployment and its modules, the data dir, the
+    /// upstream's credentials, DNS, TCP, TLS and the clock. Exits non-zero on an error.
     Check(commands::check::Args),
     /// Print telemetry received by the local hub, following new messages.
     Tail(commands::tail::Args),
@@ -63,7 +64,7 @@ fn main() -> std::process::ExitCode {
         rt.block_on(async {
             match cli.command {
                 Command::Run(args) => commands::run::run(args, &data_dir).await,
-                Command::Check(args) => commands::check::run(args).await,
+                Command::Check(args) => commands::check::run(args, &data_dir).await,
                 Command::Tail(args) => commands::tail::run(args, &data_dir).await,
                 Command::Twin(command) => commands::twin::run(command, &data_dir).await,
                 Command::Status(args) => commands::status::run(args, &data_dir).await,

@@ -13,7 +13,7 @@ mod connection;
 mod events;
 mod outbox;
 mod retry;
-pub(crate) mod tls;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};

@@ -91,15 +91,12 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConf
     client_config_with_identity(ca_file, None)
 }
 
-/// Like [`client_config`], presenting `identity`'s certificate when the server asks for one.
+/// What the upstream connections trust: the public roots (IoT Hub's certificates chain to
+/// them) and the certificates of `ca_file`. `wedge check` verifies servers against exactly this.
 ///
 /// # Errors
-/// A file cannot be read, holds no certificate (or key), a certificate is malformed, or the key
-/// does not suit the certificate.
-pub(crate) fn client_config_with_identity(
-    ca_file: Option<&Path>,
-    identity: Option<&ClientIdentity>,
-) -> Result<rustls::ClientConfig, TlsFileError> {
+/// `ca_file` cannot be read, holds no certificate, or one is malformed.
+pub fn trust_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, TlsFileError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -111,6 +108,19 @@ pub(crate) fn client_config_with_identity(
             })?;
         }
     }
+    Ok(roots)
+}
+
+/// Like [`client_config`], presenting `identity`'s certificate when the server asks for one.
+///
+/// # Errors
+/// A file cannot be read, holds no certificate (or key), a certificate is malformed, or the key
+/// does not suit the certificate.
+pub fn client_config_with_identity(
+    ca_file: Option<&Path>,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, TlsFileError> {
+    let roots = trust_roots(ca_file)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

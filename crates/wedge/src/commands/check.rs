@@ -1,34 +1,48 @@
-//! `wedge check`: validate a deployment without running it.
+//! `wedge check`: whether wedge can run here as configured, as `iotedge check` tells for IoT
+//! Edge (the checks are `wedge_host::check`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use wedge_host::config::Deployment;
-use wedge_runtime::EngineCtx;
+use wedge_host::check::{CheckOptions, Level, run as run_checks};
 
 /// Arguments of `wedge check`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The deployment file (`wedge.toml`).
+    #[arg(default_value = "wedge.toml")]
     deployment: PathBuf,
+    /// Print the report as JSON (`{"checks": [{"name", "level", "found", "remedy"}], "summary"}`).
+    #[arg(long)]
+    json: bool,
 }
 
-/// Loads the deployment and compiles every module; prints one line per module.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let deployment = Deployment::load(&args.deployment)?;
-    let engine = EngineCtx::new()?;
-    for (name, module) in &deployment.modules {
-        let engine = engine.clone();
-        let path = module.path.clone();
-        tokio::task::spawn_blocking(move || engine.compile_file(&path))
-            .await?
-            .map_err(|e| anyhow::anyhow!("module `{name}`: {e}"))?;
-        out!("ok  {name}  {}", module.path.display());
+/// Prints one line per check and a summary; an error if any check is one (warnings are not).
+pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
+    let report = run_checks(&CheckOptions::new(&args.deployment, data_dir)).await;
+    let summary = report.summary();
+    if args.json {
+        let json = serde_json::json!({"checks": report.checks, "summary": summary});
+        out!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        for check in &report.checks {
+            out!("{check}");
+        }
+        out!("{summary}");
     }
-    out!(
-        "{}: {} modules, {} routes",
-        args.deployment.display(),
-        deployment.modules.len(),
-        deployment.routes.len()
-    );
+    if report.has_errors() {
+        // On stderr too, for scripts that keep only that: which checks failed, and why.
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.level == Level::Error)
+            .map(|c| format!("{}: {}", c.name, c.found))
+            .collect();
+        anyhow::bail!(
+            "{} of {} checks failed: {}",
+            summary.errors,
+            report.checks.len(),
+            failed.join("; ")
+        );
+    }
     Ok(())
 }
