@@ -19,6 +19,11 @@ use crate::tls::{client_tls_config, client_tls_config_with_cert};
 /// The username the broker reserves for the hub's service side (see
 /// [`Broker::service_credentials`]); it may read and write every topic.
 pub const SERVICE_USER: &str = "hub-service";
+/// The broker users of the gateway in front of the emulated DPS and hub (`gateway/`): DPS
+/// connections may use `$dps/registrations/#`, hub connections `$iothub/#` and
+/// `devices/{client id}/#`.
+pub(crate) const GATEWAY_DPS_USER: &str = "wedge-gateway-dps";
+pub(crate) const GATEWAY_HUB_USER: &str = "wedge-gateway-hub";
 
 /// How long Mosquitto gets to open its listener.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +59,13 @@ pub struct BrokerOptions {
     /// log costs Mosquitto about a third of a core, taken from whoever is measured. Off (log
     /// everything, which failing tests print) by default.
     pub quiet: bool,
+    /// Add the broker users of the gateway that checks SAS tokens and client certificates
+    /// itself ([`crate::DpsEmulator`]). Off by default.
+    pub gateway: bool,
+    /// Client certificates to issue (CN = each name, signed by the per-run CA) without making
+    /// the listener require them: for the gateway, which checks them itself
+    /// ([`Broker::device_certificate`] hands them out).
+    pub certificates: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -65,6 +77,8 @@ impl Default for BrokerOptions {
             port: None,
             x509_devices: Vec::new(),
             quiet: false,
+            gateway: false,
+            certificates: Vec::new(),
         }
     }
 }
@@ -85,6 +99,8 @@ pub struct Broker {
     log_types: &'static str,
     identities: Vec<Identity>,
     service_password: String,
+    /// The password of both gateway users, when [`BrokerOptions::gateway`].
+    gateway_password: Option<String>,
     child: Option<Child>,
 }
 
@@ -126,6 +142,10 @@ impl Broker {
         let mut users = options.users.clone();
         users.extend(options.mqtt_users.iter().cloned());
         users.push((SERVICE_USER.to_owned(), service_password.clone()));
+        let gateway_password = options.gateway.then(random_secret);
+        for user in [GATEWAY_DPS_USER, GATEWAY_HUB_USER] {
+            users.extend(gateway_password.clone().map(|pw| (user.to_owned(), pw)));
+        }
         write_password_file(&mosquitto_passwd, &dir.path().join("passwd"), &users)?;
         // Device users are known by their username, X.509 devices by their certificate's CN
         // (the device id), which Mosquitto then uses as the username.
@@ -140,12 +160,14 @@ impl Broker {
             &acl_users,
             &identities,
             &options.mqtt_users,
+            options.gateway,
         )?;
         let mut clients = Vec::new();
         if client_certificates {
             clients.extend(options.x509_devices.iter().cloned());
             clients.push(SERVICE_USER.to_owned());
         }
+        clients.extend(options.certificates.iter().cloned());
         write_tls_files(dir.path(), &clients)?;
 
         let mut broker = Broker {
@@ -161,6 +183,7 @@ impl Broker {
             },
             identities,
             service_password,
+            gateway_password,
             child: None,
         };
         if options.port.is_some() {
@@ -197,6 +220,19 @@ impl Broker {
     /// The per-run CA certificate (PEM) clients must trust.
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.ca_pem_path()).unwrap_or_default()
+    }
+
+    /// The server certificate and key (PEM) the listener presents.
+    pub(crate) fn server_pem_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+
+    /// The password of the gateway's broker users, when the broker has them.
+    pub(crate) fn gateway_password(&self) -> Option<&str> {
+        self.gateway_password.as_deref()
     }
 
     /// Whether the listener requires client certificates (see [`BrokerOptions::x509_devices`]).
@@ -427,12 +463,22 @@ fn write_acl(
     users: &[&str],
     identities: &[Identity],
     mqtt_users: &[(String, String)],
+    gateway: bool,
 ) -> Result<()> {
     let mut acl = File::create(path)?;
     writeln!(
         acl,
-        "user {SERVICE_USER}\ntopic readwrite #\ntopic readwrite $iothub/#\n"
+        "user {SERVICE_USER}\ntopic readwrite #\ntopic readwrite $iothub/#\ntopic readwrite $dps/#\n"
     )?;
+    if gateway {
+        // `pattern` lines hold for every user: `%c` is the client id, which IoT Hub requires to
+        // be the device id (the gateway checks it).
+        writeln!(
+            acl,
+            "user {GATEWAY_DPS_USER}\ntopic readwrite $dps/registrations/#\n\n\
+             user {GATEWAY_HUB_USER}\ntopic readwrite $iothub/#\npattern readwrite devices/%c/#\n"
+        )?;
+    }
     for (user, identity) in users.iter().zip(identities) {
         writeln!(
             acl,
