@@ -13,4 +13,6 @@ pub mod mqtt;
 pub mod telemetry_record;
 
 pub use drain::Drain;
-pub use link::{CaFileError, Cloud, Desired, Dropped, HubEvents, LinkStatus, MethodCall, Offline};
+pub use link::{
+    CaFileError, Cloud, Desired, Dropped, FailureKind, HubEvents, LinkStatus, MethodCall, Offline,
+};

@@ -225,6 +225,11 @@ pub trait Cloud: wedge_core::Upstream {
     fn report_raw(&self, patch: Value);
     /// The connection's state.
     fn status(&self) -> LinkStatus;
+    /// Where the device's identity came from, when that is worth showing (a DPS assignment:
+    /// hub, device id, when and whether from the stored copy); `None` by default.
+    fn identity(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// A reported patch on its way to the link, with where to say whether it was taken.

@@ -122,7 +122,7 @@ fn iothub_upstream_takes_one_connection_string_source() {
     assert_eq!(
         d.upstream,
         UpstreamSpec::IotHub {
-            connection_string: SecretSource::Env("HUB".into()),
+            identity: HubIdentity::ConnectionString(SecretSource::Env("HUB".into())),
             ca_file: Some(fx.dir.path().join("ca.pem")),
             cert_file: None,
             key_file: None,
