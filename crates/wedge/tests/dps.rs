@@ -157,6 +157,13 @@ async fn a_group_key_device_is_provisioned_connects_and_restarts_offline_from_th
         .await
         .unwrap();
 
+    // The hub connection announces the model.
+    let login = cloud.dps.hub_logins()[0].clone();
+    assert!(
+        login.starts_with("localhost/wedge-device-01/?api-version=")
+            && login.ends_with("&model-id=dtmi%3Awedge%3Asensor%3B1"),
+        "{login}"
+    );
     let identity = &upstream(&host)["identity"];
     assert_eq!(
         (

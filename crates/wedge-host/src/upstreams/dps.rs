@@ -129,6 +129,7 @@ pub(crate) fn start(
         drain,
         path,
         fingerprint,
+        model_id: spec.model_id.clone(),
         forward: Forward {
             desired: desired_tx,
             methods: methods_tx,
@@ -296,6 +297,7 @@ struct Supervisor {
     drain: Drain,
     path: PathBuf,
     fingerprint: String,
+    model_id: Option<String>,
     forward: Forward,
 }
 
@@ -401,6 +403,7 @@ impl Supervisor {
         options.ca_file = self.hub.ca_file.clone();
         options.client_identity = client_identity;
         options.port = self.hub.port.unwrap_or(options.port);
+        options.model_id = self.model_id.clone();
         let (hub, events) = IotHub::start(options, self.drain.clone())?;
         let hub = Arc::new(hub);
         *self
@@ -482,4 +485,40 @@ async fn forward(events: HubEvents, to: Forward) {
 fn fastrand_jitter() -> f64 {
     use std::hash::{BuildHasher, RandomState};
     (RandomState::new().hash_one(SystemTime::now()) % 1000) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretSource;
+
+    fn spec(scope: &str, host: &str, payload: Option<Value>) -> DpsSpec {
+        DpsSpec {
+            id_scope: scope.into(),
+            registration_id: None,
+            attestation: DpsAttestationSpec::GroupKey(SecretSource::Env("K".into())),
+            host: host.into(),
+            port: 8883,
+            payload,
+            model_id: None,
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_follows_identity_settings_not_the_endpoint() {
+        let base = fingerprint(&spec("s", "a", None), "dev", "a2V5");
+        assert_eq!(
+            base,
+            fingerprint(&spec("s", "elsewhere", None), "dev", "a2V5")
+        );
+        for other in [
+            fingerprint(&spec("t", "a", None), "dev", "a2V5"),
+            fingerprint(&spec("s", "a", None), "dev2", "a2V5"),
+            fingerprint(&spec("s", "a", None), "dev", "b3RoZXI="),
+            fingerprint(&spec("s", "a", Some(json!({"site": 1}))), "dev", "a2V5"),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert!(!base.contains("a2V5") && !base.is_empty());
+    }
 }
