@@ -134,7 +134,8 @@ impl IotHub {
             to_host: parts.to_host.clone(),
             answers: parts.commands.clone(),
             status: parts.status.clone(),
-            twin: Twin::default(),
+            // Far apart per process: see `Twin::starting_at`.
+            twin: Twin::starting_at(Default::default(), u64::from(fastrand::u32(..)) << 16),
         };
         let link = link::start(protocol, parts, drain);
         Ok((IotHub { identity, link }, events))
@@ -211,6 +212,11 @@ struct IotHubProtocol {
 impl Protocol for IotHubProtocol {
     type Command = Command;
     const PEER: &'static str = "IoT Hub";
+    /// A persistent session, as the SDKs connect: C2D messages sent while the device is away
+    /// wait at the hub (with a clean session the device "will receive only those messages that
+    /// were sent to it after it successfully subscribed", .NET SDK `ClientOptions`). The
+    /// subscriptions are still made on every connect.
+    const CLEAN_SESSION: bool = false;
 
     /// With a SAS credential the password is a fresh token and the connection is renewed at
     /// 80 % of its life. With X.509 the TLS client certificate authenticates: the username

@@ -260,6 +260,9 @@ pub(crate) trait Protocol: Send + 'static {
     type Command: Send + 'static;
     /// The peer, for log lines.
     const PEER: &'static str;
+    /// Whether to connect with a clean session (the protocol subscribes again on every connect
+    /// either way, and the link re-sends unacknowledged telemetry itself).
+    const CLEAN_SESSION: bool = true;
 
     /// Runs once before the first connection: reading or reserving what the protocol keeps in
     /// the store. The one place a protocol may wait, and only on the store.
