@@ -76,7 +76,7 @@ impl Host {
         };
         let mut tasks = Vec::new();
         let (local, cloud, upstream): (_, _, Arc<dyn Upstream>) =
-            match upstreams::start_cloud(&deployment.upstream, drain.clone())? {
+            match upstreams::start_cloud(&deployment.upstream, drain.clone(), data_dir)? {
                 None => {
                     let local = Arc::new(LocalHub::open(data_dir)?);
                     tasks.push(local.clone().forward(drain));

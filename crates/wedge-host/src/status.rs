@@ -8,7 +8,13 @@ use wedge_store::Outbox;
 /// `{"modules": [...], "upstream": {"kind", "link"}, "outbox": {...}}`.
 pub fn document(runtime: &Runtime, outbox: &Outbox, cloud: Option<&dyn Cloud>) -> Value {
     let upstream = match cloud {
-        Some(cloud) => json!({ "kind": cloud.kind(), "link": cloud.status() }),
+        Some(cloud) => {
+            let mut upstream = json!({ "kind": cloud.kind(), "link": cloud.status() });
+            if let Some(identity) = cloud.identity() {
+                upstream["identity"] = identity;
+            }
+            upstream
+        }
         None => json!({ "kind": "local" }),
     };
     let stats = outbox.stats();

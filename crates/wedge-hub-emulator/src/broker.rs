@@ -23,6 +23,11 @@ use crate::tls::{client_tls_config, client_tls_config_with_cert};
 /// The username the broker reserves for the hub's service side (see
 /// [`Broker::service_credentials`]); it may read and write every topic.
 pub const SERVICE_USER: &str = "hub-service";
+/// The broker users of the gateway in front of the emulated DPS and hub (`gateway/`): DPS
+/// connections may use `$dps/registrations/#`, hub connections `$iothub/#` and
+/// `devices/{client id}/#`.
+pub(crate) const GATEWAY_DPS_USER: &str = "wedge-gateway-dps";
+pub(crate) const GATEWAY_HUB_USER: &str = "wedge-gateway-hub";
 
 /// How long Mosquitto gets to open its listener.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +63,13 @@ pub struct BrokerOptions {
     /// log costs Mosquitto about a third of a core, taken from whoever is measured. Off (log
     /// everything, which failing tests print) by default.
     pub quiet: bool,
+    /// Add the broker users of the gateway that checks SAS tokens and client certificates
+    /// itself ([`crate::DpsEmulator`]). Off by default.
+    pub gateway: bool,
+    /// Client certificates to issue (CN = each name, signed by the per-run CA) without making
+    /// the listener require them: for the gateway, which checks them itself
+    /// ([`Broker::device_certificate`] hands them out).
+    pub certificates: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -69,6 +81,8 @@ impl Default for BrokerOptions {
             port: None,
             x509_devices: Vec::new(),
             quiet: false,
+            gateway: false,
+            certificates: Vec::new(),
         }
     }
 }
@@ -89,6 +103,8 @@ pub struct Broker {
     log_types: &'static str,
     identities: Vec<Identity>,
     service_password: String,
+    /// The password of both gateway users, when [`BrokerOptions::gateway`].
+    gateway_password: Option<String>,
     child: Option<Child>,
 }
 
@@ -130,6 +146,10 @@ impl Broker {
         let mut users = options.users.clone();
         users.extend(options.mqtt_users.iter().cloned());
         users.push((SERVICE_USER.to_owned(), service_password.clone()));
+        let gateway_password = options.gateway.then(random_secret);
+        for user in [GATEWAY_DPS_USER, GATEWAY_HUB_USER] {
+            users.extend(gateway_password.clone().map(|pw| (user.to_owned(), pw)));
+        }
         write_password_file(&mosquitto_passwd, &dir.path().join("passwd"), &users)?;
         // Device users are known by their username, X.509 devices by their certificate's CN
         // (the device id), which Mosquitto then uses as the username.
@@ -144,12 +164,14 @@ impl Broker {
             &acl_users,
             &identities,
             &options.mqtt_users,
+            options.gateway,
         )?;
         let mut clients = Vec::new();
         if client_certificates {
             clients.extend(options.x509_devices.iter().cloned());
             clients.push(SERVICE_USER.to_owned());
         }
+        clients.extend(options.certificates.iter().cloned());
         write_tls_files(dir.path(), &clients)?;
 
         let mut broker = Broker {
@@ -165,6 +187,7 @@ impl Broker {
             },
             identities,
             service_password,
+            gateway_password,
             child: None,
         };
         if options.port.is_some() {
@@ -201,6 +224,19 @@ impl Broker {
     /// The per-run CA certificate (PEM) clients must trust.
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.ca_pem_path()).unwrap_or_default()
+    }
+
+    /// The server certificate and key (PEM) the listener presents.
+    pub(crate) fn server_pem_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+
+    /// The password of the gateway's broker users, when the broker has them.
+    pub(crate) fn gateway_password(&self) -> Option<&str> {
+        self.gateway_password.as_deref()
     }
 
     /// Whether the listener requires client certificates (see [`BrokerOptions::x509_devices`]).
@@ -454,12 +490,22 @@ fn write_acl(
     users: &[&str],
     identities: &[Identity],
     mqtt_users: &[(String, String)],
+    gateway: bool,
 ) -> Result<()> {
     let mut acl = File::create(path)?;
     writeln!(
         acl,
-        "user {SERVICE_USER}\ntopic readwrite #\ntopic readwrite $iothub/#\n"
+        "user {SERVICE_USER}\ntopic readwrite #\ntopic readwrite $iothub/#\ntopic readwrite $dps/#\n"
     )?;
+    if gateway {
+        // `pattern` lines hold for every user: `%c` is the client id, which IoT Hub requires to
+        // be the device id (the gateway checks it).
+        writeln!(
+            acl,
+            "user {GATEWAY_DPS_USER}\ntopic readwrite $dps/registrations/#\n\n\
+             user {GATEWAY_HUB_USER}\ntopic readwrite $iothub/#\npattern readwrite devices/%c/#\n"
+        )?;
+    }
     for (user, identity) in users.iter().zip(identities) {
         writeln!(
             acl,
@@ -489,133 +535,4 @@ fn random_secret() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use rumqttc::{
-        AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
-    };
-
-    use super::*;
-    use crate::HubEmulator;
-
-    const TIMEOUT: Duration = Duration::from_secs(10);
-
-    fn x509_broker() -> Broker {
-        Broker::start(BrokerOptions {
-            x509_devices: vec!["dev1".into()],
-            ..BrokerOptions::default()
-        })
-        .unwrap()
-    }
-
-    /// Connects as a device presenting `tls`; the username is IoT Hub's and there is no
-    /// password, as with `x509=true`.
-    async fn connect(
-        broker: &Broker,
-        tls: rustls::ClientConfig,
-    ) -> (AsyncClient, Result<rumqttc::EventLoop, ConnectionError>) {
-        let mut options = MqttOptions::new("dev1", "127.0.0.1", broker.port());
-        options
-            .set_credentials("hub.example/dev1/?api-version=2021-04-12", "")
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls),
-            )));
-        let (client, mut eventloop) = AsyncClient::new(options, 8);
-        let connected = tokio::time::timeout(TIMEOUT, async {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        })
-        .await
-        .expect("the broker answers within the timeout");
-        (client, connected.map(|()| eventloop))
-    }
-
-    fn device_tls(broker: &Broker, (cert, key): (PathBuf, PathBuf)) -> rustls::ClientConfig {
-        let read = |path: PathBuf| std::fs::read_to_string(path).unwrap();
-        client_tls_config_with_cert(&broker.ca_pem(), &read(cert), &read(key)).unwrap()
-    }
-
-    #[tokio::test]
-    async fn x509_devices_connect_by_certificate_and_their_cn_is_their_identity() {
-        let broker = x509_broker();
-        assert!(broker.requires_client_certificates());
-        assert!(broker.config().contains("require_certificate true"));
-        assert_eq!(broker.identities()[0].key(), "dev1");
-        // The service side connects with its own certificate.
-        let hub = HubEmulator::start(&broker)
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", broker.log()));
-
-        let cert = broker.device_certificate("dev1").expect("issued at start");
-        assert!(broker.device_certificate("dev2").is_none());
-        assert!(broker.device_certificate(SERVICE_USER).is_none());
-        let (client, eventloop) = connect(&broker, device_tls(&broker, cert)).await;
-        let mut eventloop = eventloop.unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
-        let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-        // The ACL is keyed by the CN: its own telemetry topic is allowed, another's is not.
-        for device in ["dev2", "dev1"] {
-            client
-                .publish(
-                    format!("devices/{device}/messages/events/"),
-                    QoS::AtLeastOnce,
-                    false,
-                    device.as_bytes().to_vec(),
-                )
-                .await
-                .unwrap();
-        }
-        let telemetry = hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
-        assert_eq!(
-            (telemetry[0].device.as_str(), &telemetry[0].body[..]),
-            ("dev1", &b"dev1"[..]),
-            "{telemetry:?}"
-        );
-        assert_eq!(hub.telemetry().len(), 1);
-        poller.abort();
-    }
-
-    #[tokio::test]
-    async fn a_certificate_of_another_ca_or_none_is_refused() {
-        let broker = x509_broker();
-        let foreign = broker.foreign_device_certificate("dev1").unwrap();
-        let (_client, refused) = connect(&broker, device_tls(&broker, foreign)).await;
-        // Mosquitto (OpenSSL) answers the handshake with an `unknown_ca` alert.
-        let error = format!(
-            "{:?}",
-            refused.err().expect("a foreign certificate connected")
-        );
-        assert!(error.contains("UnknownCA"), "{error}");
-        let (_client, refused) =
-            connect(&broker, client_tls_config(&broker.ca_pem()).unwrap()).await;
-        assert!(refused.is_err(), "a client without a certificate connected");
-        let log = broker.log();
-        assert!(
-            log.contains("certificate verify failed") || log.contains("OpenSSL Error"),
-            "{log}"
-        );
-    }
-
-    #[test]
-    fn client_certificates_need_tls_and_no_password_users() {
-        let err = Broker::start(BrokerOptions {
-            x509_devices: vec!["dev1".into()],
-            users: vec![("dev2".into(), "pw".into())],
-            ..BrokerOptions::default()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("password users"), "{err}");
-        let err = Broker::start(BrokerOptions {
-            x509_devices: vec!["dev1".into()],
-            tls: false,
-            ..BrokerOptions::default()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("TLS"), "{err}");
-    }
-}
+mod tests;

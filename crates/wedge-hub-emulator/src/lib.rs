@@ -18,14 +18,18 @@
 mod broker;
 mod certs;
 mod dispatch;
+mod dps;
 mod emulator;
+mod gateway;
 mod identity;
 mod observer;
 mod property_bag;
+mod sas;
 mod tls;
 mod twin;
 
 pub use broker::{Broker, BrokerOptions, SERVICE_USER};
+pub use dps::{Assignment, Attestation, DpsEmulator, DpsOptions, Registration};
 pub use emulator::{HubEmulator, Telemetry};
 pub use identity::Identity;
 pub use observer::{MqttObserver, Received};

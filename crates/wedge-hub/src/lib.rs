@@ -15,4 +15,6 @@ pub mod telemetry_record;
 pub use drain::Drain;
 /// The upstreams' TLS trust and client identity, for checks that must see what the link sees.
 pub use link::tls;
-pub use link::{CaFileError, Cloud, Desired, Dropped, HubEvents, LinkStatus, MethodCall, Offline};
+pub use link::{
+    CaFileError, Cloud, Desired, Dropped, FailureKind, HubEvents, LinkStatus, MethodCall, Offline,
+};

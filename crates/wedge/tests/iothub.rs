@@ -305,6 +305,35 @@ async fn cloud_to_device_messages_reach_a_module_input() {
     assert_eq!(echoed.property("urgency"), Some("low"));
 }
 
+/// The session is persistent (CleanSession = 0, as the SDKs connect): a C2D message sent while
+/// wedge is down waits at the hub and arrives after the reconnect.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_c2d_message_sent_while_offline_arrives_after_the_reconnect() {
+    let cloud = Cloud::start().await;
+    let mut host = Host::start(&cloud.deployment(&cloud.token, &demo_pipeline()));
+    cloud.hub.wait_for_telemetry(1, TIMEOUT).await.unwrap();
+    host.kill();
+    cloud
+        .hub
+        .send_c2d(
+            DEVICE,
+            b"sent while offline".to_vec(),
+            &[("command", "late")],
+        )
+        .await
+        .unwrap();
+    host.restart();
+    let echoed = wait_for("the C2D message sent while offline", TIMEOUT, || {
+        cloud
+            .hub
+            .telemetry()
+            .into_iter()
+            .find(|m| m.property("wedge-module") == Some("echo"))
+    });
+    assert_eq!(echoed.body, b"sent while offline");
+    assert_eq!(echoed.property("command"), Some("late"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_module_identity_uses_its_own_topics_and_twin() {
     let cloud = Cloud::start_as(Some("edge")).await;

@@ -16,7 +16,7 @@ use wedge_hub::iothub::session::ClientIdentity;
 use super::Check;
 use super::certificate::{CertInfo, Validity, days, rfc3339};
 use super::upstream::{Endpoint, Trust};
-use crate::config::{SecretSource, UpstreamSpec};
+use crate::config::{HubIdentity, SecretSource, UpstreamSpec};
 
 /// A certificate or token expiring within this long is warned about.
 pub(super) const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -27,12 +27,23 @@ const DEVICE_CERTIFICATE: &str = "device certificate";
 const DEVICE_KEY: &str = "device key";
 
 /// The credential lines of `spec` at `now`, and the endpoints to check (none when the
-/// connection string cannot be read, as nothing then says where to connect).
-pub(super) fn check(spec: &UpstreamSpec, now: SystemTime) -> (Vec<Endpoint>, Vec<Check>) {
+/// connection string cannot be read, as nothing then says where to connect). A DPS identity
+/// is checked in `dps.rs`, with the assignment kept in `data_dir`.
+pub(super) fn check(
+    spec: &UpstreamSpec,
+    data_dir: &Path,
+    now: SystemTime,
+) -> (Vec<Endpoint>, Vec<Check>) {
     match spec {
         UpstreamSpec::Local => (Vec::new(), Vec::new()),
         UpstreamSpec::IotHub {
-            connection_string,
+            identity: HubIdentity::Dps(dps),
+            ca_file,
+            port,
+            ..
+        } => super::dps::check(dps, ca_file.as_deref(), *port, data_dir, now),
+        UpstreamSpec::IotHub {
+            identity: HubIdentity::ConnectionString(connection_string),
             ca_file,
             cert_file,
             key_file,

@@ -18,6 +18,7 @@ mod clock;
 mod credentials;
 mod data_dir;
 mod deployment;
+mod dps;
 mod upstream;
 
 use std::path::PathBuf;
@@ -200,7 +201,9 @@ pub async fn run(options: &CheckOptions) -> Report {
     let (loaded, mut checks) = deployment::load(&options.deployment);
     let upstream = async {
         match &loaded {
-            Some(deployment) => upstream_checks(&deployment.upstream, options.timeout).await,
+            Some(deployment) => {
+                upstream_checks(&deployment.upstream, &options.data_dir, options.timeout).await
+            }
             None => Vec::new(),
         }
     };
@@ -222,9 +225,13 @@ pub async fn run(options: &CheckOptions) -> Report {
 }
 
 /// The credentials, then every endpoint of the upstream (none for the local hub).
-async fn upstream_checks(spec: &crate::config::UpstreamSpec, timeout: Duration) -> Vec<Check> {
+async fn upstream_checks(
+    spec: &crate::config::UpstreamSpec,
+    data_dir: &std::path::Path,
+    timeout: Duration,
+) -> Vec<Check> {
     let now = std::time::SystemTime::now();
-    let (endpoints, mut checks) = credentials::check(spec, now);
+    let (endpoints, mut checks) = credentials::check(spec, data_dir, now);
     for endpoint in &endpoints {
         checks.extend(upstream::check_endpoint(endpoint, timeout).await);
     }

@@ -5,7 +5,7 @@
 //! mismatch, unknown issuer, expired. The certificate the server presents is kept, whether or
 //! not it verified, for the clock check.
 //!
-//! An endpoint is a role (`upstream`; a DPS registration endpoint will be another), a host, a
+//! An endpoint is a role (`upstream`, or `dps` for the provisioning service), a host, a
 //! port and its trust: another endpoint is one more [`Endpoint`] given to [`check_endpoint`].
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

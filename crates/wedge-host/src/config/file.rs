@@ -16,12 +16,14 @@ use wedge_runtime::spec::{
 };
 use wedge_store::{OutboxLimits, WhenFull};
 
+use dps::FileDps;
+pub(crate) use dps::check_registration_id;
 use metrics::FileMetrics;
 use routes::FileRoute;
 
 use super::{
-    DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, ModuleDecl, MqttSpec, SecretSource, SourcesSpec,
-    UpstreamSpec, default_outbox_limits,
+    DEFAULT_MQTT_TELEMETRY_TOPIC, Deployment, HubIdentity, ModuleDecl, MqttSpec, SecretSource,
+    SourcesSpec, UpstreamSpec, default_outbox_limits,
 };
 
 /// A deployment file that cannot be used. The message says where and what.
@@ -79,6 +81,7 @@ enum FileUpstream {
         cert_file: Option<PathBuf>,
         key_file: Option<PathBuf>,
         port: Option<u16>,
+        dps: Option<FileDps>,
     },
     #[serde(rename_all = "kebab-case")]
     Mqtt {
@@ -260,7 +263,22 @@ fn upstream_spec(
             cert_file,
             key_file,
             port,
+            dps,
         } => {
+            if let Some(dps) = dps {
+                let given = connection_string.is_some()
+                    || connection_string_env.is_some()
+                    || connection_string_file.is_some();
+                let certificate = cert_file.is_some() || key_file.is_some();
+                let dps = dps::parse(at, base, span, dps, given, certificate)?;
+                return Ok(UpstreamSpec::IotHub {
+                    identity: HubIdentity::Dps(dps),
+                    ca_file: ca_file.map(|f| base.join(f)),
+                    cert_file: None,
+                    key_file: None,
+                    port,
+                });
+            }
             let source = secret_source(
                 base,
                 "connection-string",
@@ -274,7 +292,7 @@ fn upstream_spec(
                 return Err(at.error(
                     span,
                     "upstream",
-                    "give one of `connection-string`, `connection-string-env`, `connection-string-file`",
+                    "give one of `connection-string`, `connection-string-env`, `connection-string-file`, or an `[upstream.dps]` section",
                 ));
             };
             let error = |field: &str, message: &str| at.error(span.clone(), field, message);
@@ -313,7 +331,7 @@ fn upstream_spec(
                 }
             }
             Ok(UpstreamSpec::IotHub {
-                connection_string,
+                identity: HubIdentity::ConnectionString(connection_string),
                 ca_file: ca_file.map(|f| base.join(f)),
                 cert_file: cert_file.map(|f| base.join(f)),
                 key_file: key_file.map(|f| base.join(f)),
@@ -513,6 +531,7 @@ impl Locator<'_> {
     }
 }
 
+mod dps;
 mod metrics;
 mod routes;
 #[cfg(test)]

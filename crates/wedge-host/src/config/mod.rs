@@ -13,6 +13,7 @@ use wedge_runtime::spec::{ModuleSpec, Route};
 use wedge_store::{OutboxLimits, WhenFull};
 
 pub use file::DeploymentError;
+pub(crate) use file::check_registration_id;
 
 /// Default size of the outbox.
 pub const DEFAULT_OUTBOX_KB: u64 = 64 << 10;
@@ -92,8 +93,8 @@ pub enum UpstreamSpec {
     Local,
     /// Azure IoT Hub over MQTT/TLS.
     IotHub {
-        /// Where the device connection string comes from.
-        connection_string: SecretSource,
+        /// Who the device is: a connection string, or what DPS assigns.
+        identity: HubIdentity,
         /// CA certificates (PEM) trusted in addition to the public roots.
         ca_file: Option<PathBuf>,
         /// The device certificate (PEM) for X.509 authentication (`x509=true`); always given
@@ -106,6 +107,50 @@ pub enum UpstreamSpec {
     },
     /// Any MQTT broker.
     Mqtt(MqttSpec),
+}
+
+/// How an IoT Hub device knows its identity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HubIdentity {
+    /// From a device connection string.
+    ConnectionString(SecretSource),
+    /// Assigned by the Device Provisioning Service (`[upstream.dps]`).
+    Dps(DpsSpec),
+}
+
+/// Provisioning through DPS (`[upstream.dps]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpsSpec {
+    /// The DPS instance's ID scope.
+    pub id_scope: String,
+    /// The registration id; `None`: the machine's host name, read at start.
+    pub registration_id: Option<String>,
+    /// How the device proves who it is.
+    pub attestation: DpsAttestationSpec,
+    /// The DPS endpoint (`global-endpoint`, default `global.azure-devices-provisioning.net`).
+    pub host: String,
+    /// Its port (8883, or the one `global-endpoint` names).
+    pub port: u16,
+    /// The register request's payload, with `modelId` when `model-id` is set.
+    pub payload: Option<serde_json::Value>,
+    /// The IoT Plug and Play model id (`model-id`).
+    pub model_id: Option<String>,
+}
+
+/// A DPS attestation as the deployment gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DpsAttestationSpec {
+    /// An individual enrollment's symmetric key.
+    SymmetricKey(SecretSource),
+    /// A group enrollment's key, from which the device key is derived.
+    GroupKey(SecretSource),
+    /// An X.509 certificate (CN = registration id) and its key.
+    X509 {
+        /// The certificate (PEM).
+        cert_file: PathBuf,
+        /// Its private key (PEM).
+        key_file: PathBuf,
+    },
 }
 
 /// A generic MQTT broker upstream.

@@ -12,6 +12,7 @@
 //! - Azure IoT C SDK, `Azure/azure-iot-sdk-c` `iothub_client/src/iothubtransport_mqtt_common.c`.
 
 pub mod connection_string;
+pub mod dps;
 pub mod sas;
 pub mod session;
 pub mod topics;

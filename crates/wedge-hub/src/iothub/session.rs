@@ -44,6 +44,9 @@ pub struct IotHubOptions {
     pub port: u16,
     /// Lifetime of the SAS tokens wedge signs.
     pub token_ttl: Duration,
+    /// The IoT Plug and Play model id, announced as `&model-id=` in the username (Microsoft,
+    /// "IoT Plug and Play conventions": the device sends it when it connects).
+    pub model_id: Option<String>,
 }
 
 impl IotHubOptions {
@@ -55,6 +58,7 @@ impl IotHubOptions {
             client_identity: None,
             port: 8883,
             token_ttl: sas::DEFAULT_TTL,
+            model_id: None,
         }
     }
 }
@@ -130,7 +134,8 @@ impl IotHub {
             to_host: parts.to_host.clone(),
             answers: parts.commands.clone(),
             status: parts.status.clone(),
-            twin: Twin::default(),
+            // Far apart per process: see `Twin::starting_at`.
+            twin: Twin::starting_at(Default::default(), u64::from(fastrand::u32(..)) << 16),
         };
         let link = link::start(protocol, parts, drain);
         Ok((IotHub { identity, link }, events))
@@ -207,6 +212,11 @@ struct IotHubProtocol {
 impl Protocol for IotHubProtocol {
     type Command = Command;
     const PEER: &'static str = "IoT Hub";
+    /// A persistent session, as the SDKs connect: C2D messages sent while the device is away
+    /// wait at the hub (with a clean session the device "will receive only those messages that
+    /// were sent to it after it successfully subscribed", .NET SDK `ClientOptions`). The
+    /// subscriptions are still made on every connect.
+    const CLEAN_SESSION: bool = false;
 
     /// With a SAS credential the password is a fresh token and the connection is renewed at
     /// 80 % of its life. With X.509 the TLS client certificate authenticates: the username
@@ -237,11 +247,13 @@ impl Protocol for IotHubProtocol {
             cs.connect_host(),
             self.options.port,
         );
+        let mut username = self.identity.username(Some(topics::DEVICE_CLIENT_TYPE));
+        if let Some(model_id) = &self.options.model_id {
+            username.push_str("&model-id=");
+            username.push_str(&super::url_encode(model_id));
+        }
         options
-            .set_credentials(
-                self.identity.username(Some(topics::DEVICE_CLIENT_TYPE)),
-                password,
-            )
+            .set_credentials(username, password)
             .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 self.tls.clone(),
             )));
@@ -513,6 +525,18 @@ mod tests {
         let login = options.credentials().unwrap();
         assert!(
             login.username.starts_with("hub.example/dev1/?api-version="),
+            "{}",
+            login.username
+        );
+        assert!(!login.username.contains("model-id"), "{}", login.username);
+        protocol.options.model_id = Some("dtmi:com:example:Thermostat;1".into());
+        let (options, _) = protocol.connect().unwrap();
+        let login = options.credentials().unwrap();
+        // python3 -c 'import urllib.parse as u; print(u.quote("dtmi:com:example:Thermostat;1", safe=""))'
+        assert!(
+            login
+                .username
+                .ends_with("&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1"),
             "{}",
             login.username
         );

@@ -139,6 +139,16 @@ impl Default for Twin {
 }
 
 impl Twin {
+    /// As [`Twin::new`], numbering requests from `first_rid`. With a persistent session the
+    /// hub may deliver answers to an earlier process's requests after a restart; a random start
+    /// keeps them from matching this one's.
+    pub fn starting_at(config: TwinConfig, first_rid: u64) -> Self {
+        Twin {
+            next_rid: first_rid.max(1),
+            ..Twin::new(config)
+        }
+    }
+
     /// A disconnected twin with no document yet.
     pub fn new(config: TwinConfig) -> Self {
         Twin {

@@ -175,12 +175,12 @@ impl<P: Protocol> Link<P> {
             }
         };
         let peer = Some(options.broker_address());
-        // The same for every cloud: a clean session (the link re-sends what was not
-        // acknowledged and the protocol subscribes again), room for the largest message with
-        // its topic, and rumqttc's window a little above the link's own.
+        // The same for every cloud but the session: the link re-sends what was not
+        // acknowledged and the protocol subscribes again in either case; room for the largest
+        // message with its topic, and rumqttc's window a little above the link's own.
         options
             .set_keep_alive(Duration::from_secs(60))
-            .set_clean_session(true)
+            .set_clean_session(P::CLEAN_SESSION)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_inflight(MAX_IN_FLIGHT as u16 + 16);
         let renew_at = renew_in.map(|d| tokio::time::Instant::now() + d);

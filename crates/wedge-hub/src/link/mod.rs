@@ -225,6 +225,11 @@ pub trait Cloud: wedge_core::Upstream {
     fn report_raw(&self, patch: Value);
     /// The connection's state.
     fn status(&self) -> LinkStatus;
+    /// Where the device's identity came from, when that is worth showing (a DPS assignment:
+    /// hub, device id, when and whether from the stored copy); `None` by default.
+    fn identity(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// A reported patch on its way to the link, with where to say whether it was taken.
@@ -255,6 +260,9 @@ pub(crate) trait Protocol: Send + 'static {
     type Command: Send + 'static;
     /// The peer, for log lines.
     const PEER: &'static str;
+    /// Whether to connect with a clean session (the protocol subscribes again on every connect
+    /// either way, and the link re-sends unacknowledged telemetry itself).
+    const CLEAN_SESSION: bool = true;
 
     /// Runs once before the first connection: reading or reserving what the protocol keeps in
     /// the store. The one place a protocol may wait, and only on the store.

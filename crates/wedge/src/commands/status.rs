@@ -90,6 +90,9 @@ fn table(status: &serde_json::Value) -> anyhow::Result<()> {
         "\nupstream {}{connection}",
         upstream["kind"].as_str().unwrap_or("?")
     );
+    if let Some(line) = identity(&upstream["identity"]) {
+        out!("identity {line}");
+    }
     let outbox = &status["outbox"];
     let oldest = match outbox["oldest-age-ms"].as_u64() {
         Some(ms) => format!(", oldest {:.1} s", ms as f64 / 1000.0),
@@ -103,4 +106,31 @@ fn table(status: &serde_json::Value) -> anyhow::Result<()> {
         outbox["expired"].as_u64().unwrap_or(0),
     );
     Ok(())
+}
+
+/// Where a DPS identity came from and when: `dps: hub h, device d (registration r), provisioned
+/// 2026-12-01T15:00:00Z, kept from an earlier start`; or what provisioning is doing.
+fn identity(identity: &serde_json::Value) -> Option<String> {
+    let source = identity["source"].as_str()?;
+    let registration = identity["registration-id"].as_str().unwrap_or("?");
+    let Some(hub) = identity["hub"].as_str() else {
+        let error = identity["error"].as_str().unwrap_or("provisioning");
+        return Some(format!("{source} (registration {registration}): {error}"));
+    };
+    let when = identity["provisioned-at-unix-ms"]
+        .as_u64()
+        .map(|ms| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            humantime::format_rfc3339_seconds(at).to_string()
+        })
+        .unwrap_or_else(|| "?".into());
+    let kept = if identity["from-store"].as_bool() == Some(true) {
+        ", kept from an earlier start"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{source}: hub {hub}, device {} (registration {registration}), provisioned {when}{kept}",
+        identity["device-id"].as_str().unwrap_or("?")
+    ))
 }

@@ -122,7 +122,7 @@ fn iothub_upstream_takes_one_connection_string_source() {
     assert_eq!(
         d.upstream,
         UpstreamSpec::IotHub {
-            connection_string: SecretSource::Env("HUB".into()),
+            identity: HubIdentity::ConnectionString(SecretSource::Env("HUB".into())),
             ca_file: Some(fx.dir.path().join("ca.pem")),
             cert_file: None,
             key_file: None,
@@ -140,6 +140,121 @@ fn iothub_upstream_takes_one_connection_string_source() {
     assert!(err.contains("give one of `connection-string`"), "{err}");
     let secret = format!("{:?}", SecretSource::Inline("SharedAccessKey=abc".into()));
     assert!(!secret.contains("abc"), "{secret}");
+}
+
+#[test]
+fn iothub_dps_section_gives_the_provisioning_settings() {
+    let fx = Fixture::new();
+    let d = fx
+        .parse("[upstream]\nkind = \"iothub\"\nport = 9000\n[upstream.dps]\nid-scope = \"0ne00000A0A\"\ngroup-key-file = \"keys/group.key\"\nglobal-endpoint = \"127.0.0.1:8884\"\npayload = { site = \"hall 7\" }\nmodel-id = \"dtmi:x:y;1\"\n")
+        .unwrap();
+    let UpstreamSpec::IotHub {
+        identity: HubIdentity::Dps(dps),
+        port,
+        ..
+    } = d.upstream
+    else {
+        panic!("{:?}", d.upstream)
+    };
+    assert_eq!(port, Some(9000));
+    assert_eq!(dps.id_scope, "0ne00000A0A");
+    assert_eq!(dps.registration_id, None);
+    assert_eq!(
+        dps.attestation,
+        crate::config::DpsAttestationSpec::GroupKey(SecretSource::File(
+            fx.dir.path().join("keys/group.key")
+        ))
+    );
+    assert_eq!((dps.host.as_str(), dps.port), ("127.0.0.1", 8884));
+    assert_eq!(
+        dps.payload,
+        Some(serde_json::json!({"site": "hall 7", "modelId": "dtmi:x:y;1"}))
+    );
+    // The public endpoint by default.
+    let d = fx
+        .parse("[upstream]\nkind = \"iothub\"\n[upstream.dps]\nid-scope = \"s\"\nregistration-id = \"dev-1\"\nsymmetric-key-env = \"KEY\"\n")
+        .unwrap();
+    let UpstreamSpec::IotHub {
+        identity: HubIdentity::Dps(dps),
+        ..
+    } = d.upstream
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (dps.host.as_str(), dps.port),
+        ("global.azure-devices-provisioning.net", 8883)
+    );
+}
+
+#[test]
+fn iothub_dps_errors_name_the_line_and_field() {
+    for (fields, expected) in [
+        ("", "upstream.dps: needs an attestation"),
+        (
+            "symmetric-key-file = \"a\"\ngroup-key-file = \"b\"",
+            "upstream.dps: give one attestation",
+        ),
+        (
+            "symmetric-key = \"a2V5\"\nsymmetric-key-env = \"K\"",
+            "give only one of `symmetric-key`",
+        ),
+        (
+            "cert-file = \"d.pem\"",
+            "upstream.dps.cert-file: needs `key-file`",
+        ),
+        (
+            "group-key-file = \"g\"\nregistration-id = \"-bad id\"",
+            "upstream.dps.registration-id: `-bad id` is not a DPS registration id",
+        ),
+        (
+            "group-key-file = \"g\"\nglobal-endpoint = \"h:0\"",
+            "upstream.dps.global-endpoint: `0` is not a port",
+        ),
+        (
+            "group-key-file = \"g\"\nmodel-id = \"thermostat\"",
+            "upstream.dps.model-id: must be a DTDL model id",
+        ),
+        (
+            "group-key-file = \"g\"\nidscope = \"x\"",
+            "unknown field `idscope`",
+        ),
+    ] {
+        let err = Fixture::new()
+            .parse(&format!(
+                "\n[upstream]\nkind = \"iothub\"\n[upstream.dps]\nid-scope = \"0ne1\"\n{fields}\n"
+            ))
+            .unwrap_err();
+        assert!(
+            err.contains("wedge.toml:") && err.contains(expected),
+            "`{err}` should contain `{expected}`"
+        );
+        assert!(!err.contains("a2V5"), "{err}");
+    }
+    for (upstream, expected) in [
+        (
+            "connection-string-env = \"HUB\"",
+            "upstream.dps: give either a connection string or an `[upstream.dps]` section",
+        ),
+        (
+            "cert-file = \"d.pem\"\nkey-file = \"d.key\"",
+            "upstream.cert-file: with DPS the device certificate goes in `[upstream.dps]`",
+        ),
+    ] {
+        let err = Fixture::new()
+            .parse(&format!(
+                "\n[upstream]\nkind = \"iothub\"\n{upstream}\n[upstream.dps]\nid-scope = \"s\"\ngroup-key-file = \"g\"\n"
+            ))
+            .unwrap_err();
+        assert!(
+            err.contains("wedge.toml:2:1: ") && err.contains(expected),
+            "`{err}` should contain `{expected}`"
+        );
+    }
+    let err = Fixture::new()
+        .parse("[upstream]\nkind = \"iothub\"\n[upstream.dps]\nid-scope = \"0ne/1\"\ngroup-key-file = \"g\"\n")
+        .unwrap_err();
+    assert!(err.contains("upstream.dps.id-scope"), "{err}");
 }
 
 #[test]

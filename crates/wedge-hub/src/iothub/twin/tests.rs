@@ -395,3 +395,21 @@ fn acks() {
         }}}}})
     );
 }
+
+#[test]
+fn an_answer_to_an_earlier_processs_request_is_not_taken_for_this_ones() {
+    // With a persistent session the hub may deliver the answer to the last process's GET
+    // (rid 1) after a restart: a twin numbered from elsewhere ignores it.
+    let mut twin = Twin::starting_at(TwinConfig::default(), 1 << 20);
+    let now = Instant::now();
+    let rid = get_rid(&twin.on_connected(now)).unwrap();
+    assert_eq!(rid, (1u64 << 20).to_string());
+    let stale = Incoming::TwinResponse {
+        status: 200,
+        rid: "1".into(),
+        version: None,
+    };
+    let actions = twin.on_incoming(&stale, br#"{"desired":{"$version":1},"reported":{}}"#, now);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(Twin::starting_at(TwinConfig::default(), 0).next_rid, 1);
+}

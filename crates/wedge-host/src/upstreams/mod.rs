@@ -1,9 +1,14 @@
 //! The upstream a deployment names, started: its options built from the deployment (secrets
-//! read here, never logged) and its connection task running over the outbox's [`Drain`].
+//! read here, never logged) and its connection task running over the outbox's [`Drain`]. An IoT
+//! Hub identity comes from a connection string, or from DPS (`dps.rs`).
+
+pub(crate) mod dps;
 
 use std::sync::Arc;
 
-use crate::config::{MqttSpec, UpstreamSpec};
+use std::path::Path;
+
+use crate::config::{HubIdentity, MqttSpec, UpstreamSpec};
 use anyhow::Context;
 use wedge_core::TopicTemplate;
 use wedge_hub::iothub::connection_string::ConnectionString;
@@ -18,11 +23,27 @@ pub(crate) type CloudLink = (Arc<dyn Cloud>, HubEvents);
 ///
 /// # Errors
 /// A secret cannot be read, the connection string is malformed, or a CA file is unusable.
-pub(crate) fn start_cloud(spec: &UpstreamSpec, drain: Drain) -> anyhow::Result<Option<CloudLink>> {
+pub(crate) fn start_cloud(
+    spec: &UpstreamSpec,
+    drain: Drain,
+    data_dir: &Path,
+) -> anyhow::Result<Option<CloudLink>> {
     match spec {
         UpstreamSpec::Local => Ok(None),
         UpstreamSpec::IotHub {
-            connection_string,
+            identity: HubIdentity::Dps(spec),
+            ca_file,
+            port,
+            ..
+        } => {
+            let hub = dps::HubSettings {
+                ca_file: ca_file.clone(),
+                port: *port,
+            };
+            dps::start(spec, hub, drain, data_dir).map(Some)
+        }
+        UpstreamSpec::IotHub {
+            identity: HubIdentity::ConnectionString(connection_string),
             ca_file,
             cert_file,
             key_file,
