@@ -325,7 +325,7 @@ mod tests {
 
     fn iothub(connection: &str) -> UpstreamSpec {
         UpstreamSpec::IotHub {
-            connection_string: SecretSource::Inline(connection.into()),
+            identity: HubIdentity::ConnectionString(SecretSource::Inline(connection.into())),
             ca_file: None,
             cert_file: None,
             key_file: None,
@@ -338,6 +338,7 @@ mod tests {
         let key = "not-base64!!secret";
         let (endpoints, checks) = check(
             &iothub(&format!("HostName=h;DeviceId=d;SharedAccessKey={key}")),
+            Path::new("/nonexistent"),
             SystemTime::now(),
         );
         assert!(endpoints.is_empty());
@@ -355,6 +356,7 @@ mod tests {
             &iothub(&format!(
                 "HostName=hub.example;DeviceId=d;GatewayHostName=edge;SharedAccessKey={good}"
             )),
+            Path::new("/nonexistent"),
             SystemTime::now(),
         );
         assert_eq!(checks[0].level, Level::Ok, "{checks:?}");
