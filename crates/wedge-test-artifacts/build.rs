@@ -61,6 +61,16 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "hostile",
         "Test guest misbehaving as its `mode` says: log or stderr flood, memory bomb, panic, slow sends.",
     ),
+    (
+        "LOADGEN",
+        "loadgen",
+        "Benchmark guest sending `per-tick` messages of `size` bytes on `out`, one per call or in `batch`es.",
+    ),
+    (
+        "BIG",
+        "big",
+        "Benchmark guest: a deliberately large component (12 000 generated functions) for cold-compile memory.",
+    ),
 ];
 
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with
