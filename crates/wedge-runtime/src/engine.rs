@@ -335,7 +335,10 @@ mod tests {
         let a = engine.compile(&echo, "a").unwrap();
         let b = engine.compile(&echo, "b").unwrap();
         let other = engine.compile(&counter, "c").unwrap();
-        assert!(Arc::ptr_eq(&a.pre, &b.pre), "the second is the first's image");
+        assert!(
+            Arc::ptr_eq(&a.pre, &b.pre),
+            "the second is the first's image"
+        );
         assert!(!Arc::ptr_eq(&a.pre, &other.pre));
 
         // Once nothing uses an image, it is freed, not kept for ever, and its entry goes.
