@@ -67,6 +67,16 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "wasi_std",
         "Test guest on wasi:keyvalue and wasi:config instead of wedge's state and twin.",
     ),
+    (
+        "LOADGEN",
+        "loadgen",
+        "Benchmark guest sending `per-tick` messages of `size` bytes on `out`, one per call or in `batch`es.",
+    ),
+    (
+        "BIG",
+        "big",
+        "Benchmark guest: a deliberately large component (12 000 generated functions) for cold-compile memory.",
+    ),
 ];
 
 /// Modules in other languages: constant name, directory under `modules/` (entry point

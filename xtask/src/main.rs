@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod bench;
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
@@ -16,7 +18,8 @@ tasks:
   demo [--seconds N]    build, then run examples/demo/wedge.toml on the local hub and print
                         telemetry as it flows (until Ctrl-C, or for N seconds)
   test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]
-  bench                 benchmarks, each printed with a ratio to a baseline measured in the same run";
+  bench                 every benchmark against a baseline measured in the same run: one table,
+                        target/bench/report.json (see docs/benchmarks.md)";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         Some("build") => build(),
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
-        Some("bench") => bench(),
+        Some("bench") => bench::bench(),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2)
@@ -278,13 +281,4 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_mosquitto()?;
     ensure_docker_registry()?;
     run(cargo().args(["test", "--workspace"]).args(args))
-}
-
-fn bench() -> anyhow::Result<()> {
-    ensure_mosquitto()?;
-    ensure_docker_registry()?;
-    run(cargo().args(["bench", "-p", "wedge-store", "--bench", "outbox"]))?;
-    run(cargo().args(["bench", "-p", "wedge-host", "--bench", "telemetry"]))?;
-    run(cargo().args(["bench", "-p", "wedge-hub", "--bench", "reconnect"]))?;
-    run(cargo().args(["bench", "-p", "wedge-host", "--bench", "deploy"]))
 }

@@ -1,10 +1,12 @@
 //! The one wasmtime [`Engine`] of the host, its [`Linker`], and compilation of components.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
@@ -34,7 +36,8 @@ pub enum EngineError {
 /// ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct ModuleImage {
-    pub(crate) pre: EdgeModulePre<HostState>,
+    /// Shared by every module running the same binary (see [`EngineCtx::compile`]).
+    pub(crate) pre: Arc<EdgeModulePre<HostState>>,
     sha256: String,
 }
 
@@ -45,13 +48,32 @@ impl ModuleImage {
     }
 }
 
+/// How instances get their memories, tables and stacks. The default is wasmtime's on-demand
+/// allocator: `cargo xtask bench` (module start, footprint) measured the pooling allocator
+/// against it, see docs/benchmarks.md.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Allocation {
+    /// mmap per instance, released when it ends.
+    #[default]
+    OnDemand,
+    /// Slots reserved up front for this many instances (wasmtime's pooling allocator): faster
+    /// instantiation, much more address space reserved.
+    Pooling {
+        /// Component instances (and as many memories and tables) the pool has room for.
+        instances: u32,
+    },
+}
+
 /// The shared engine and linker. Cheap to clone.
 #[derive(Clone)]
 pub struct EngineCtx {
     engine: Engine,
-    linker: std::sync::Arc<Linker<HostState>>,
+    linker: Arc<Linker<HostState>>,
     /// Where compiled components are kept, by the sha256 of their `.wasm`.
     cache_dir: Option<PathBuf>,
+    /// Images alive in this process, by sha256: ten modules running one binary share one copy
+    /// of its machine code (~420 KiB for `sensor`) instead of loading ten.
+    loaded: Arc<Mutex<HashMap<String, Weak<EdgeModulePre<HostState>>>>>,
 }
 
 impl EngineCtx {
@@ -61,8 +83,27 @@ impl EngineCtx {
     /// # Errors
     /// [`EngineError::Setup`] if wasmtime refuses the configuration.
     pub fn new() -> Result<Self, EngineError> {
+        Self::with_allocation(Allocation::default())
+    }
+
+    /// [`EngineCtx::new`] with the instance allocator `allocation`.
+    ///
+    /// # Errors
+    /// [`EngineError::Setup`] if wasmtime refuses the configuration (for pooling: when it
+    /// cannot reserve the pool's address space).
+    pub fn with_allocation(allocation: Allocation) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        if let Allocation::Pooling { instances } = allocation {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances * 2)
+                .total_memories(instances)
+                .total_tables(instances * 2)
+                .total_stacks(instances)
+                .max_memory_size(64 << 20);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(EngineError::Setup)?;
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -86,8 +127,9 @@ impl EngineCtx {
 
         Ok(EngineCtx {
             engine,
-            linker: std::sync::Arc::new(linker),
+            linker: Arc::new(linker),
             cache_dir: None,
+            loaded: Arc::default(),
         })
     }
 
@@ -120,7 +162,8 @@ impl EngineCtx {
     /// Compiles the component `wasm` (from the cache when it holds this exact binary) and
     /// resolves its imports against the linker and its exports against the `edge-module` world,
     /// so that instantiating it later cannot fail for a missing import or export. `what` names
-    /// it in errors.
+    /// it in errors. A binary already loaded in this process (another module runs it) is not
+    /// loaded again: its image is shared.
     ///
     /// # Errors
     /// [`EngineError::Compile`]: not a component, invalid, imports something the host does not
@@ -131,13 +174,22 @@ impl EngineCtx {
             reason,
         };
         let sha256 = wedge_store::sha256_hex(wasm);
+        let loaded = || self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pre) = loaded().get(&sha256).and_then(Weak::upgrade) {
+            return Ok(ModuleImage { pre, sha256 });
+        }
+        // Not held while compiling, which can take seconds: another binary's cached image
+        // need not wait for it.
         let component = match &self.cache_dir {
             Some(dir) => self.cached(wasm, &sha256, dir),
             None => Component::from_binary(&self.engine, wasm),
         }
         .map_err(error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
-        let pre = EdgeModulePre::new(pre).map_err(error)?;
+        let pre = Arc::new(EdgeModulePre::new(pre).map_err(error)?);
+        let mut loaded = loaded();
+        loaded.retain(|_, image| image.strong_count() > 0);
+        loaded.insert(sha256.clone(), Arc::downgrade(&pre));
         Ok(ModuleImage { pre, sha256 })
     }
 
@@ -273,5 +325,29 @@ mod tests {
             );
         }
         assert_eq!(unseal(&good[..HEADER_LEN - 1]), None);
+    }
+
+    #[test]
+    fn modules_of_one_binary_share_one_image_while_one_runs_it() {
+        let engine = EngineCtx::new().unwrap();
+        let echo = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
+        let counter = std::fs::read(wedge_test_artifacts::COUNTER).unwrap();
+        let a = engine.compile(&echo, "a").unwrap();
+        let b = engine.compile(&echo, "b").unwrap();
+        let other = engine.compile(&counter, "c").unwrap();
+        assert!(
+            Arc::ptr_eq(&a.pre, &b.pre),
+            "the second is the first's image"
+        );
+        assert!(!Arc::ptr_eq(&a.pre, &other.pre));
+
+        // Once nothing uses an image, it is freed, not kept for ever, and its entry goes.
+        let first = Arc::downgrade(&a.pre);
+        drop((a, b, other));
+        assert_eq!(first.strong_count(), 0);
+        let again = engine.compile(&echo, "d").unwrap();
+        assert_eq!(again.sha256(), wedge_store::sha256_hex(&echo));
+        let loaded = engine.loaded.lock().unwrap();
+        assert_eq!(loaded.len(), 1, "counter's dead entry was pruned");
     }
 }

@@ -22,6 +22,6 @@ mod runtime;
 pub mod spec;
 mod stdio;
 
-pub use engine::{EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
+pub use engine::{Allocation, EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
 pub use module::{LogLevel, LogLine, LogPage, LogQuery, MethodResult, ModuleStatus};
 pub use runtime::{Runtime, RuntimeError};

@@ -61,7 +61,7 @@ pub(crate) async fn supervise(
                     continue;
                 }
                 Exit::Update(update) => {
-                    apply(&ctx, &mut image, update);
+                    apply(&ctx, &mut image, *update);
                     backoff = BACKOFF_START;
                     continue;
                 }
@@ -114,7 +114,7 @@ pub(crate) async fn supervise(
     .await
 }
 
-fn apply(ctx: &ModuleCtx, image: &mut ModuleImage, update: Box<Update>) {
+fn apply(ctx: &ModuleCtx, image: &mut ModuleImage, update: Update) {
     ctx.set_spec(update.spec);
     ctx.set_config(update.config);
     if let Some(new) = update.image {
@@ -255,7 +255,7 @@ async fn wait(
                 return Wake::Start;
             }
             Some(Control::Update(update)) => {
-                apply(ctx, image, update);
+                apply(ctx, image, *update);
                 return Wake::Updated;
             }
         }
