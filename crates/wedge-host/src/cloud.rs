@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use wedge_core::SendError;
 use wedge_hub::{Cloud, Desired, HubEvents, MethodCall};
 use wedge_runtime::{Runtime, RuntimeError};
 use wedge_store::Outbox;
@@ -31,33 +32,49 @@ pub(crate) async fn serve(
     let HubEvents {
         desired,
         mut methods,
-        mut c2d,
+        c2d,
     } = events;
     let applying = tokio::spawn(apply_latest(desired, reconciler));
-    let (mut methods_open, mut c2d_open) = (true, true);
-    while methods_open || c2d_open {
-        tokio::select! {
-            call = methods.recv(), if methods_open => match call {
-                None => methods_open = false,
-                // Methods run concurrently (a slow module must not hold up others); the link
-                // bounds how many are unanswered, so this spawns a bounded number of tasks.
-                Some(call) => {
-                    let (runtime, hub, outbox) = (runtime.clone(), hub.clone(), outbox.clone());
-                    tokio::spawn(answer(call, runtime, hub, outbox));
-                }
-            },
-            message = c2d.recv(), if c2d_open => match message {
-                None => c2d_open = false,
-                Some(message) => {
-                    if let Err(e) = runtime.deliver_c2d(message).await {
-                        tracing::warn!(error = %e, "cloud-to-device message dropped");
-                    }
-                }
-            },
-        }
+    let delivering = tokio::spawn(deliver_c2d(c2d, runtime.clone()));
+    // Methods run concurrently (a slow module must not hold up others); the link bounds how
+    // many are unanswered, so this spawns a bounded number of tasks.
+    while let Some(call) = methods.recv().await {
+        let (runtime, hub, outbox) = (runtime.clone(), hub.clone(), outbox.clone());
+        tokio::spawn(answer(call, runtime, hub, outbox));
     }
     // The MQTT upstream has neither methods nor C2D: desired deployments go on arriving.
+    let _ = delivering.await;
     let _ = applying.await;
+}
+
+/// How long a C2D message a full destination refused waits before it is offered again: from
+/// 20 ms doubling to 1 s while the destination stays full.
+const C2D_RETRY_START: Duration = Duration::from_millis(20);
+const C2D_RETRY_CAP: Duration = Duration::from_secs(1);
+
+/// Delivers cloud-to-device messages along the `$upstream/c2d` routes, in order, each
+/// acknowledged to the hub only once a route took it (at least once). A full destination is
+/// waited for, the messages behind it with it (the link holds at most its queue's worth, and
+/// the hub holds the rest); a message no route can ever take (no route, too large, invalid) is
+/// logged, acknowledged and dropped, since the hub would only send it again.
+async fn deliver_c2d(mut c2d: mpsc::Receiver<wedge_hub::C2d>, runtime: Arc<Runtime>) {
+    while let Some(message) = c2d.recv().await {
+        let mut wait = C2D_RETRY_START;
+        loop {
+            match runtime.deliver_c2d(message.message.clone()).await {
+                Ok(()) => break,
+                Err(SendError::Full) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(C2D_RETRY_CAP);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cloud-to-device message dropped");
+                    break;
+                }
+            }
+        }
+        message.accepted();
+    }
 }
 
 async fn answer(call: MethodCall, runtime: Arc<Runtime>, hub: Arc<dyn Cloud>, outbox: Outbox) {

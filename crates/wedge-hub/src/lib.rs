@@ -16,5 +16,6 @@ pub use drain::Drain;
 /// The upstreams' TLS trust and client identity, for checks that must see what the link sees.
 pub use link::tls;
 pub use link::{
-    CaFileError, Cloud, Desired, Dropped, FailureKind, HubEvents, LinkStatus, MethodCall, Offline,
+    Ack, C2d, CaFileError, Cloud, Desired, Dropped, FailureKind, HubEvents, LinkStatus, MethodCall,
+    Offline,
 };

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::iothub::{Cloud, DEVICE, HUB, KEY, demo_pipeline, temperature, unique_ids};
-use support::{Host, wait_for};
+use support::{Host, module, wait_for};
 use wedge_hub::iothub::sas;
 use wedge_hub::iothub::topics::Identity;
+use wedge_test_artifacts::ECHO;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -332,6 +333,45 @@ async fn a_c2d_message_sent_while_offline_arrives_after_the_reconnect() {
     });
     assert_eq!(echoed.body, b"sent while offline");
     assert_eq!(echoed.property("command"), Some("late"));
+}
+
+/// C2D is at least once: a message is acknowledged to the hub only once a route took it. A
+/// slow module with a tiny inbox refuses most of a burst at first; each refused message is
+/// delivered again once there is room, and none is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn c2d_messages_to_a_full_inbox_are_delivered_once_there_is_room() {
+    const BURST: usize = 20;
+    let cloud = Cloud::start().await;
+    let modules = format!(
+        "{}[routes]
+commands = {{ from = \"$upstream/c2d\", to = \"echo/commands\" }}
+echoed = {{ from = \"echo/out\", to = \"$upstream\" }}
+",
+        module("echo", ECHO, "inbox = 2\nconfig = { sleep-ms = 50 }"),
+    );
+    let host = Host::start(&cloud.deployment(&cloud.token, &modules));
+    wait_for("the link up", TIMEOUT, || {
+        (host.request(&json!({"op": "status"})).unwrap()["upstream"]["link"]["connected"] == true)
+            .then_some(())
+    });
+    for n in 0..BURST {
+        cloud
+            .hub
+            .send_c2d(DEVICE, n.to_string().into_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let echoed = wait_for("every C2D message echoed", TIMEOUT, || {
+        let bodies: std::collections::BTreeSet<usize> = cloud
+            .hub
+            .telemetry()
+            .iter()
+            .filter(|m| m.property("wedge-module") == Some("echo"))
+            .map(|m| String::from_utf8_lossy(&m.body).parse().unwrap())
+            .collect();
+        (bodies.len() == BURST).then_some(bodies)
+    });
+    assert_eq!(echoed, (0..BURST).collect(), "every message, none lost");
 }
 
 #[tokio::test(flavor = "multi_thread")]

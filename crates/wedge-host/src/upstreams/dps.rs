@@ -338,7 +338,7 @@ impl Upstream for DpsHub {
 struct Forward {
     desired: watch::Sender<Option<wedge_hub::Desired>>,
     methods: mpsc::Sender<wedge_hub::MethodCall>,
-    c2d: mpsc::Sender<wedge_core::Message>,
+    c2d: mpsc::Sender<wedge_hub::C2d>,
 }
 
 struct Supervisor {

@@ -296,8 +296,9 @@ impl Protocol for IotHubProtocol {
                 self.on_method(name, payload, rid, wire)
             }
             Ok(Incoming::C2d { properties, .. }) => {
-                self.to_host
-                    .c2d(topics::c2d_message(&properties, payload.to_vec()));
+                // Acknowledged by the host once a route took it, not on receipt.
+                let message = topics::c2d_message(&properties, payload.to_vec());
+                self.to_host.c2d(crate::C2d::new(message, wire.take_ack()));
                 Ok(())
             }
             Ok(twin) => {

@@ -181,6 +181,9 @@ impl<P: Protocol> Link<P> {
         options
             .set_keep_alive(Duration::from_secs(60))
             .set_clean_session(P::CLEAN_SESSION)
+            // Incoming publishes are acknowledged by the link (`Ack`), after the protocol: a
+            // C2D message only once the host's route took it.
+            .set_manual_acks(true)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
             .set_inflight(MAX_IN_FLIGHT as u16 + 16);
         let renew_at = renew_in.map(|d| tokio::time::Instant::now() + d);
@@ -289,12 +292,28 @@ impl<P: Protocol> Link<P> {
         client: Option<&AsyncClient>,
         call: impl FnOnce(&mut P, Option<&mut Wire<'_>>) -> R,
     ) -> R {
+        self.with_wire_acking(client, None, call)
+    }
+
+    /// As [`Self::with_wire`], handling a publish whose acknowledgement is `ack`: sent after
+    /// `call` unless the protocol took it.
+    fn with_wire_acking<R>(
+        &mut self,
+        client: Option<&AsyncClient>,
+        ack: Option<super::Ack>,
+        call: impl FnOnce(&mut P, Option<&mut Wire<'_>>) -> R,
+    ) -> R {
         let mut wire = client.map(|client| Wire {
             client,
             outbox: &mut self.outbox,
             status: &self.status,
+            ack,
         });
-        call(&mut self.protocol, wire.as_mut())
+        let result = call(&mut self.protocol, wire.as_mut());
+        if let Some(ack) = wire.and_then(|mut wire| wire.take_ack()) {
+            ack.ack();
+        }
+        result
     }
 
     fn send_next(&mut self, client: &AsyncClient) -> Result<(), String> {
@@ -338,7 +357,11 @@ impl<P: Protocol> Link<P> {
                 self.status.update(|s| s.acknowledged += 1);
             }
             Event::Incoming(Packet::Publish(publish)) => {
-                self.with_wire(Some(client), |protocol, wire| {
+                let ack = super::Ack {
+                    client: client.clone(),
+                    publish: publish.clone(),
+                };
+                self.with_wire_acking(Some(client), Some(ack), |protocol, wire| {
                     protocol.on_publish(&publish.topic, &publish.payload, wire.expect("connected"))
                 })
                 .map_err(LinkError::unreachable)?;

@@ -35,8 +35,32 @@ pub struct HubEvents {
     pub desired: watch::Receiver<Option<Desired>>,
     /// Direct methods, at most [`MAX_PENDING_METHODS`] unanswered at once.
     pub methods: mpsc::Receiver<MethodCall>,
-    /// Cloud-to-device messages.
-    pub c2d: mpsc::Receiver<Message>,
+    /// Cloud-to-device messages, each to be acknowledged once a route took it.
+    pub c2d: mpsc::Receiver<C2d>,
+}
+
+/// A cloud-to-device message and its acknowledgement to the hub. Call [`C2d::accepted`] once
+/// the message is safe (a route took it); dropped unacknowledged, the hub delivers it again
+/// after the next connect (at least once).
+#[derive(Debug)]
+pub struct C2d {
+    /// The message.
+    pub message: Message,
+    ack: Option<super::Ack>,
+}
+
+impl C2d {
+    /// A message with its acknowledgement (`None`: nothing to acknowledge, as in tests).
+    pub fn new(message: Message, ack: Option<super::Ack>) -> C2d {
+        C2d { message, ack }
+    }
+
+    /// Acknowledges the message to the hub: it will not come again.
+    pub fn accepted(self) {
+        if let Some(ack) = self.ack {
+            ack.ack();
+        }
+    }
 }
 
 /// Sends a method's answer back into the link; called at most once.
@@ -83,7 +107,7 @@ impl Drop for MethodCall {
 pub(crate) struct ToHost {
     desired: watch::Sender<Option<Desired>>,
     methods: mpsc::Sender<MethodCall>,
-    c2d: mpsc::Sender<Message>,
+    c2d: mpsc::Sender<C2d>,
     pending_methods: Arc<Semaphore>,
     status: StatusCell,
 }
@@ -147,9 +171,10 @@ impl ToHost {
         Ok(())
     }
 
-    /// Hands a cloud-to-device message to the host, or drops it (counted) when the host is
+    /// Hands a cloud-to-device message to the host, or drops it (counted, and not
+    /// acknowledged, so the hub delivers it again after the next connect) when the host is
     /// that far behind.
-    pub(crate) fn c2d(&self, message: Message) {
+    pub(crate) fn c2d(&self, message: C2d) {
         if self.c2d.try_send(message).is_err() {
             self.status.update(|s| s.dropped.c2d += 1);
             tracing::warn!(
@@ -214,7 +239,7 @@ mod tests {
         let status = StatusCell::default();
         let (to_host, _events) = to_host(status.clone());
         for _ in 0..C2D_QUEUE + 3 {
-            to_host.c2d(Message::default());
+            to_host.c2d(C2d::new(Message::default(), None));
         }
         assert_eq!(status.get().dropped.c2d, 3);
     }

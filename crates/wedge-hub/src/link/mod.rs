@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use wedge_core::{MAX_BODY_BYTES, UpstreamMessage};
 
 use crate::Drain;
-pub use events::{Desired, HubEvents, MethodCall};
+pub use events::{C2d, Desired, HubEvents, MethodCall};
 pub(crate) use events::{MAX_PENDING_METHODS, ToHost, to_host};
 use outbox::Outbox;
 pub use retry::FailureKind;
@@ -321,9 +321,38 @@ pub(crate) struct Wire<'a> {
     client: &'a AsyncClient,
     outbox: &'a mut Outbox,
     status: &'a StatusCell,
+    /// The acknowledgement of the publish being handled, if any: the link acknowledges it
+    /// after [`Protocol::on_publish`] unless the protocol took it ([`Wire::take_ack`]).
+    ack: Option<Ack>,
+}
+
+/// The PUBACK of one incoming QoS 1 publish, to be sent once the message is safe. Dropped
+/// without [`Ack::ack`], nothing is sent: the broker keeps the message for the session
+/// (CleanSession = 0) and delivers it again after the next connect, so nothing is lost, at
+/// worst handled twice (at least once).
+#[derive(Debug)]
+pub struct Ack {
+    client: AsyncClient,
+    publish: rumqttc::Publish,
+}
+
+impl Ack {
+    /// Acknowledges the message. An ack of a connection that has since ended goes nowhere;
+    /// the broker then delivers the message again on the new one.
+    pub fn ack(self) {
+        if let Err(e) = self.client.try_ack(&self.publish) {
+            tracing::debug!(error = %e, "acknowledgement not sent: the message comes again");
+        }
+    }
 }
 
 impl Wire<'_> {
+    /// Takes the acknowledgement of the publish being handled, so that it is sent later (or
+    /// never), not when [`Protocol::on_publish`] returns.
+    pub(crate) fn take_ack(&mut self) -> Option<Ack> {
+        self.ack.take()
+    }
+
     /// Publishes at QoS 1. A publish larger than one packet may be is dropped, counted and
     /// logged (`Ok`): sending it would fail the connection, and it would fail again on every
     /// connect, blocking everything behind it.
