@@ -133,7 +133,7 @@ async fn iothub_reports_composed_while_one_is_in_flight_stay_sendable() {
     let store = Store::open_in_memory().unwrap();
     let drain = drain(&store);
     let outbox = drain.outbox.clone();
-    let (hub, mut events) = IotHub::start(iothub_options(&cloud), drain).unwrap();
+    let (hub, _events) = IotHub::start(iothub_options(&cloud), drain).unwrap();
     wait_status("connected", || hub.status(), |s| s.connected).await;
 
     // While the first is in flight, the others are composed into what is sent next.
