@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -320,19 +320,10 @@ impl DpsEmulator {
     }
 
     async fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut revision = self.shared.revision.subscribe();
-        loop {
-            revision.borrow_and_update();
-            if done(&self.shared.lock()) {
-                return Ok(());
-            }
-            match tokio::time::timeout_at(deadline, revision.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => bail!("DPS emulator stopped"),
-                Err(_) => bail!("timed out after {timeout:?}"),
-            }
-        }
+        crate::revision::wait_until(&self.shared.revision, "DPS emulator", timeout, || {
+            done(&self.shared.lock())
+        })
+        .await
     }
 }
 

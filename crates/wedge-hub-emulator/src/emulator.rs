@@ -15,7 +15,6 @@ use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::dispatch::{self, Shared};
 use crate::twin::Twin;
@@ -313,19 +312,9 @@ impl HubEmulator {
 
     /// Re-checks `done` after every state change until it holds or `timeout` passes.
     async fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut revision = self.shared.revision.subscribe();
-        loop {
-            // Mark the current revision seen *before* checking, so no change is missed.
-            revision.borrow_and_update();
-            if done(&self.shared.lock()) {
-                return Ok(());
-            }
-            match tokio::time::timeout_at(deadline, revision.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => bail!("hub emulator stopped"),
-                Err(_) => bail!("timed out after {timeout:?}"),
-            }
-        }
+        crate::revision::wait_until(&self.shared.revision, "hub emulator", timeout, || {
+            done(&self.shared.lock())
+        })
+        .await
     }
 }

@@ -24,6 +24,7 @@ mod gateway;
 mod identity;
 mod observer;
 mod property_bag;
+mod revision;
 mod sas;
 mod tls;
 mod twin;
