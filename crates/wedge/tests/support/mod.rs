@@ -248,7 +248,10 @@ pub fn run_refused(toml: &str, extra_files: &[(&str, &[u8])]) -> String {
 /// Telemetry stored in `data_dir`, one JSON value per complete line.
 pub fn telemetry(data_dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(data_dir.join("telemetry.jsonl")).unwrap_or_default();
-    text.lines()
+    // The host may be appending a line right now: only lines with their newline are whole.
+    let whole = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    whole
+        .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
