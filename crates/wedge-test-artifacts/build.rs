@@ -12,6 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use wedge_guest_build::Language;
+
 const TARGET: &str = "wasm32-wasip2";
 
 /// Constant name in `artifacts.rs`, cdylib file stem, and what the component is for.
@@ -96,12 +98,6 @@ const OTHER_COMPONENTS: &[(&str, &str, Language, &str)] = &[
     ),
 ];
 
-#[derive(Clone, Copy)]
-enum Language {
-    Python,
-    JavaScript,
-}
-
 /// Variables of the outer build that the nested cargo would otherwise obey. Variables with
 /// the prefixes in `LEAKY_PREFIXES` are removed as well.
 const LEAKY_VARS: &[&str] = &[
@@ -183,15 +179,10 @@ fn main() {
     for (name, stem, doc) in COMPONENTS {
         constant(name, &release.join(format!("{stem}.wasm")), doc);
     }
-    let python = wedge_guest_build::Python::new(&repo);
-    let js = wedge_guest_build::JavaScript::new(&repo);
     for (name, dir, language, doc) in OTHER_COMPONENTS {
         let out = out_dir.join("other").join(format!("{dir}.wasm"));
-        let built = match language {
-            Language::Python => python.build(&modules.join(dir), &out),
-            Language::JavaScript => js.build(&modules.join(dir), &out),
-        };
-        built.unwrap_or_else(|e| panic!("{e}"));
+        wedge_guest_build::build(&repo, *language, &modules.join(dir), &out)
+            .unwrap_or_else(|e| panic!("{e}"));
         constant(name, &out, doc);
     }
     writeln!(code, "\n/// Every component, as `(constant name, path)`.").unwrap();

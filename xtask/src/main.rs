@@ -94,23 +94,22 @@ fn build_modules() -> anyhow::Result<()> {
 }
 
 /// Example modules in other languages (directories under `modules/` with an `app.py` or
-/// `app.js`), built into `modules/target/<language>/<name>.wasm`.
-const PYTHON_MODULES: &[&str] = &["filter-py"];
-const JS_MODULES: &[&str] = &["converter-js"];
+/// `app.js`), built into `modules/target/<language dir>/<name>.wasm`.
+const OTHER_MODULES: &[(&str, wedge_guest_build::Language, &str)] = &[
+    ("filter-py", wedge_guest_build::Language::Python, "python"),
+    (
+        "converter-js",
+        wedge_guest_build::Language::JavaScript,
+        "js",
+    ),
+];
 
 fn build_other_modules() -> anyhow::Result<()> {
     let root = root();
-    let python = wedge_guest_build::Python::new(&root);
-    for name in PYTHON_MODULES {
-        eprintln!("xtask: building the Python module {name} (componentize-py)");
-        let out = root.join(format!("modules/target/python/{name}.wasm"));
-        python.build(&root.join("modules").join(name), &out)?;
-    }
-    let js = wedge_guest_build::JavaScript::new(&root);
-    for name in JS_MODULES {
-        eprintln!("xtask: building the JavaScript module {name} (componentize-js)");
-        let out = root.join(format!("modules/target/js/{name}.wasm"));
-        js.build(&root.join("modules").join(name), &out)?;
+    for (name, language, dir) in OTHER_MODULES {
+        eprintln!("xtask: building the {language:?} module {name}");
+        let out = root.join(format!("modules/target/{dir}/{name}.wasm"));
+        wedge_guest_build::build(&root, *language, &root.join("modules").join(name), &out)?;
     }
     Ok(())
 }

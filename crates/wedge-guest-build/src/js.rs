@@ -49,8 +49,7 @@ impl JavaScript {
         if self.installed_version().as_deref() == Some(COMPONENTIZE_JS_VERSION) {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.prefix)
-            .map_err(|e| Error(format!("cannot create {}: {e}", self.prefix.display())))?;
+        tool::create_dir(&self.prefix)?;
         // A package of its own, so npm does not look for one further up the tree.
         let manifest = self.prefix.join("package.json");
         if !manifest.exists() {
@@ -88,8 +87,7 @@ impl JavaScript {
             ))
         })?;
         if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error(format!("cannot create {}: {e}", parent.display())))?;
+            tool::create_dir(parent)?;
         }
         tool::run(
             &format!("building the JavaScript module {}", module_dir.display()),

@@ -90,8 +90,7 @@ impl Python {
     pub fn build(&self, module_dir: &Path, out: &Path) -> Result<(), Error> {
         self.ensure_installed()?;
         if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error(format!("cannot create {}: {e}", parent.display())))?;
+            tool::create_dir(parent)?;
         }
         tool::run(
             &format!("building the Python module {}", module_dir.display()),

@@ -41,3 +41,8 @@ pub(crate) fn tools_dir(workspace: &std::path::Path) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target/tools"))
 }
+
+/// Creates `dir` and its parents; the error names it.
+pub(crate) fn create_dir(dir: &std::path::Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error(format!("cannot create {}: {e}", dir.display())))
+}
