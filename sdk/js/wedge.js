@@ -103,6 +103,12 @@ function witError(e) {
   return e !== null && typeof e === "object" && "payload" in e ? e.payload : e;
 }
 
+/** The `SendError` of a refused `send` or `send-batch` (a WIT variant: `tag`, `val`). */
+function sendError(e) {
+  const error = witError(e);
+  return new SendError(error.tag, error.val);
+}
+
 export const telemetry = {
   /** Sends `msg` on `output`; returns once every destination accepted it (`$upstream`: on
    * disk). Throws `SendError` when it was accepted nowhere. */
@@ -110,8 +116,7 @@ export const telemetry = {
     try {
       witTelemetry.send(output, msg.toWit());
     } catch (e) {
-      const error = witError(e);
-      throw new SendError(error.tag, error.val);
+      throw sendError(e);
     }
   },
   /** Sends several messages in order, all or none. */
@@ -119,8 +124,7 @@ export const telemetry = {
     try {
       witTelemetry.sendBatch(output, msgs.map((m) => m.toWit()));
     } catch (e) {
-      const error = witError(e);
-      throw new SendError(error.tag, error.val);
+      throw sendError(e);
     }
   },
   /** Sends `value` as a JSON message. */
