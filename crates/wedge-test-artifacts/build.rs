@@ -70,6 +70,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Test guest on wasi:keyvalue and wasi:config instead of wedge's state and twin.",
     ),
     (
+        "AIO_TEMPERATURE",
+        "aio_temperature",
+        "Test guest: Azure IoT Operations operators (map, filter, branch, accumulate, delay) over temperature readings.",
+    ),
+    (
         "LOADGEN",
         "loadgen",
         "Benchmark guest sending `per-tick` messages of `size` bytes on `out`, one per call or in `batch`es.",

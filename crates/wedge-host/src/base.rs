@@ -30,6 +30,9 @@ pub(crate) fn base_document(deployment: &Deployment) -> Value {
             if !hosts.is_empty() {
                 doc["allowed-hosts"] = json!(hosts);
             }
+            if spec.kind.is_operator() {
+                doc["kind"] = json!(spec.kind);
+            }
             if let Some(tick_ms) = spec.tick_ms {
                 doc["tick-ms"] = json!(tick_ms);
             }

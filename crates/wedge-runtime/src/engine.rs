@@ -10,6 +10,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
+use crate::operator::{self, AioOperators};
+use crate::spec::ModuleKind;
 
 /// How often the epoch advances: a busy module yields to the others at least this often, and a
 /// call over its CPU budget is stopped within a tick (the budget itself counts time in guest
@@ -32,13 +34,22 @@ pub enum EngineError {
     },
 }
 
-/// A compiled component whose imports the host provides and which exports `wedge:edge/module`:
-/// ready to instantiate. Cheap to clone.
+/// A compiled component whose imports the host provides, and which exports `wedge:edge/module`
+/// or at least one Azure IoT Operations operator interface: ready to instantiate. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct ModuleImage {
     /// Shared by every module running the same binary (see [`EngineCtx::compile`]).
-    pub(crate) pre: Arc<EdgeModulePre<HostState>>,
+    pub(crate) exports: Arc<Exports>,
     sha256: String,
+}
+
+/// What a component exports, looked up once when it is compiled.
+pub(crate) struct Exports {
+    /// The `edge-module` world's exports, when it has them.
+    pub module: Option<EdgeModulePre<HostState>>,
+    /// Its operator interfaces, when it has any.
+    pub operators: Option<operator::Exports>,
 }
 
 impl ModuleImage {
@@ -46,7 +57,43 @@ impl ModuleImage {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
+
+    /// Checks that the component can run as `kind`: it exports what that kind calls.
+    ///
+    /// # Errors
+    /// What it lacks, and what it exports instead.
+    pub fn supports(&self, kind: ModuleKind) -> Result<(), String> {
+        let operators = self.exports.operators.as_ref();
+        let offered = operators.map(|o| o.kinds()).unwrap_or_default();
+        let has = match kind {
+            ModuleKind::Module => self.exports.module.is_some(),
+            kind => offered.contains(&kind),
+        };
+        if has {
+            return Ok(());
+        }
+        let wanted = match kind {
+            ModuleKind::Module => format!("`{MODULE_EXPORT}` (a wedge module)"),
+            kind => format!("`{}` (kind `{kind}`)", operator::export_name(kind)),
+        };
+        let instead = match (self.exports.module.is_some(), offered.as_slice()) {
+            (true, _) => "it is a wedge module: remove `kind`".to_string(),
+            (false, []) => "it exports neither".to_string(),
+            (false, kinds) => format!(
+                "it is an operator: set `kind` to one of {}",
+                kinds
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Err(format!("the component does not export {wanted}; {instead}"))
+    }
 }
+
+/// The export of a wedge module.
+const MODULE_EXPORT: &str = "wedge:edge/module@0.1.0";
 
 /// How instances get their memories, tables and stacks. The default is wasmtime's on-demand
 /// allocator: `cargo xtask bench` (module start, footprint) measured the pooling allocator
@@ -73,7 +120,7 @@ pub struct EngineCtx {
     cache_dir: Option<PathBuf>,
     /// Images alive in this process, by sha256: ten modules running one binary share one copy
     /// of its machine code (~420 KiB for `sensor`) instead of loading ten.
-    loaded: Arc<Mutex<HashMap<String, Weak<EdgeModulePre<HostState>>>>>,
+    loaded: Arc<Mutex<HashMap<String, Weak<Exports>>>>,
 }
 
 impl EngineCtx {
@@ -111,6 +158,8 @@ impl EngineCtx {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(EngineError::Setup)?;
         EdgeModule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(EngineError::Setup)?;
+        AioOperators::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(EngineError::Setup)?;
 
         let weak = engine.weak();
@@ -160,14 +209,15 @@ impl EngineCtx {
     }
 
     /// Compiles the component `wasm` (from the cache when it holds this exact binary) and
-    /// resolves its imports against the linker and its exports against the `edge-module` world,
-    /// so that instantiating it later cannot fail for a missing import or export. `what` names
+    /// resolves its imports against the linker and its exports against the `edge-module` world
+    /// and the operator interfaces, so that instantiating it later cannot fail for a missing
+    /// import or export ([`ModuleImage::supports`] tells which kinds it runs as). `what` names
     /// it in errors. A binary already loaded in this process (another module runs it) is not
     /// loaded again: its image is shared.
     ///
     /// # Errors
     /// [`EngineError::Compile`]: not a component, invalid, imports something the host does not
-    /// provide, or does not export `wedge:edge/module`.
+    /// provide, or exports neither `wedge:edge/module` nor an operator interface.
     pub fn compile(&self, wasm: &[u8], what: &str) -> Result<ModuleImage, EngineError> {
         let error = |reason| EngineError::Compile {
             what: what.to_string(),
@@ -175,8 +225,8 @@ impl EngineCtx {
         };
         let sha256 = wedge_store::sha256_hex(wasm);
         let loaded = || self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pre) = loaded().get(&sha256).and_then(Weak::upgrade) {
-            return Ok(ModuleImage { pre, sha256 });
+        if let Some(exports) = loaded().get(&sha256).and_then(Weak::upgrade) {
+            return Ok(ModuleImage { exports, sha256 });
         }
         // Not held while compiling, which can take seconds: another binary's cached image
         // need not wait for it.
@@ -186,11 +236,22 @@ impl EngineCtx {
         }
         .map_err(error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
-        let pre = Arc::new(EdgeModulePre::new(pre).map_err(error)?);
+        let operators = operator::Exports::new(&pre);
+        let module = match EdgeModulePre::new(pre) {
+            Ok(module) => Some(module),
+            Err(_) if operators.is_some() => None,
+            Err(e) => {
+                return Err(error(e.context(format!(
+                    "neither a wedge module (`{MODULE_EXPORT}`) nor an Azure IoT Operations operator (`{}`)",
+                    operator::EXPORTS_TEXT
+                ))));
+            }
+        };
+        let exports = Arc::new(Exports { module, operators });
         let mut loaded = loaded();
         loaded.retain(|_, image| image.strong_count() > 0);
-        loaded.insert(sha256.clone(), Arc::downgrade(&pre));
-        Ok(ModuleImage { pre, sha256 })
+        loaded.insert(sha256.clone(), Arc::downgrade(&exports));
+        Ok(ModuleImage { exports, sha256 })
     }
 
     /// The component of `wasm`, from the cache when it holds this exact `.wasm` compiled by
@@ -336,13 +397,13 @@ mod tests {
         let b = engine.compile(&echo, "b").unwrap();
         let other = engine.compile(&counter, "c").unwrap();
         assert!(
-            Arc::ptr_eq(&a.pre, &b.pre),
+            Arc::ptr_eq(&a.exports, &b.exports),
             "the second is the first's image"
         );
-        assert!(!Arc::ptr_eq(&a.pre, &other.pre));
+        assert!(!Arc::ptr_eq(&a.exports, &other.exports));
 
         // Once nothing uses an image, it is freed, not kept for ever, and its entry goes.
-        let first = Arc::downgrade(&a.pre);
+        let first = Arc::downgrade(&a.exports);
         drop((a, b, other));
         assert_eq!(first.strong_count(), 0);
         let again = engine.compile(&echo, "d").unwrap();

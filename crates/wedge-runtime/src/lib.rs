@@ -16,6 +16,7 @@ mod inbox;
 mod limiter;
 mod message;
 mod module;
+mod operator;
 mod outbound_http;
 mod router;
 mod runtime;
@@ -23,5 +24,7 @@ pub mod spec;
 mod stdio;
 
 pub use engine::{Allocation, EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
-pub use module::{LogLevel, LogLine, LogPage, LogQuery, MethodResult, ModuleStatus};
+pub use module::{
+    LogLevel, LogLine, LogPage, LogQuery, MethodResult, ModuleStatus, OperatorSeries,
+};
 pub use runtime::{Runtime, RuntimeError};

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::ModuleKind;
+
 #[cfg(test)]
 mod tests;
 
@@ -101,6 +103,9 @@ pub struct DeploymentDoc {
 pub struct ModuleDoc {
     /// Where the module's binary comes from (`oci://…`, …); its syntax is checked elsewhere.
     pub source: String,
+    /// What the binary is: a wedge module (the default) or an operator the host drives.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub kind: ModuleKind,
     /// The binary's SHA-256, 64 lowercase hex digits, when pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -135,6 +140,7 @@ impl ModuleDoc {
     pub fn new(source: impl Into<String>) -> Self {
         Self {
             source: source.into(),
+            kind: ModuleKind::default(),
             sha256: None,
             config: empty_object(),
             allowed_hosts: Vec::new(),
@@ -501,6 +507,16 @@ fn validate_module(name: &str, module: &ModuleDoc) -> Result<(), DocError> {
     if !module.config.is_object() {
         return Err(DocError::new(at("config"), "must be an object"));
     }
+    module.kind.check_tick(module.tick_ms).map_err(|e| {
+        DocError::new(
+            at(if module.tick_ms.is_some() {
+                "tick-ms"
+            } else {
+                "kind"
+            }),
+            e,
+        )
+    })?;
     let limits = &module.limits;
     let positive = [
         ("tick-ms", module.tick_ms),

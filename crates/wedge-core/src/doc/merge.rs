@@ -141,6 +141,7 @@ fn settings_differ(a: &ModuleDoc, b: &ModuleDoc) -> bool {
         source: _,
         sha256: _,
         config: _,
+        kind,
         allowed_hosts,
         tick_ms,
         limits,
@@ -150,6 +151,7 @@ fn settings_differ(a: &ModuleDoc, b: &ModuleDoc) -> bool {
         status,
     } = a;
     (
+        kind,
         allowed_hosts,
         tick_ms,
         limits,
@@ -158,6 +160,7 @@ fn settings_differ(a: &ModuleDoc, b: &ModuleDoc) -> bool {
         restart_policy,
         status,
     ) != (
+        &b.kind,
         &b.allowed_hosts,
         &b.tick_ms,
         &b.limits,

@@ -11,6 +11,7 @@
 //!   Azure IoT Edge's edgeAgent; [`ReportedDoc::patch_from`] gives the smallest patch to send.
 
 mod desired;
+mod kind;
 pub(crate) mod merge;
 mod reported;
 
@@ -19,6 +20,7 @@ pub use desired::{
     NAME_RULE, RestartPolicy, RouteDoc, RouteSink, RouteSource, UPSTREAM, UPSTREAM_C2D,
     WHEN_FULL_APPLIES, WhenFull, cycle_text, find_cycle, is_valid_module_name,
 };
+pub use kind::ModuleKind;
 pub use merge::Diff;
 pub use reported::{
     DesiredStatusReport, MAX_DESCRIPTION_LEN, ModuleReport, ReportedDoc, RuntimeStatus,

@@ -61,9 +61,23 @@ pub(super) async fn compile(deployment: &Deployment) -> Vec<Check> {
         let check_name = format!("module {name}");
         let engine = engine.clone();
         let path = module.path.clone();
-        let outcome = blocking(COMPILE_TIMEOUT, move || engine.compile_file(&path)).await;
+        let kind = module.spec.kind;
+        let outcome = blocking(COMPILE_TIMEOUT, move || {
+            let image = engine.compile_file(&path)?;
+            Ok::<_, wedge_runtime::EngineError>(
+                image
+                    .supports(kind)
+                    .map_err(|e| format!("{}: {e}", path.display())),
+            )
+        })
+        .await;
         checks.push(match outcome {
-            Ok(Ok(_)) => Check::ok(check_name, format!("{} compiles", module.path.display())),
+            Ok(Ok(Ok(()))) => Check::ok(check_name, format!("{} compiles", module.path.display())),
+            Ok(Ok(Err(e))) => Check::error(
+                check_name,
+                e,
+                "set `kind` to what the component is (see the error), or use another binary",
+            ),
             Ok(Err(e)) => Check::error(
                 check_name,
                 e.to_string(),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use wedge_core::TopicTemplate;
-use wedge_core::doc::NAME_RULE;
+use wedge_core::doc::{ModuleKind, NAME_RULE};
 use wedge_runtime::spec::{
     AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_LOG_KB, DEFAULT_MEMORY_MB,
     DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, DesiredStatus, ModuleSpec, RestartPolicy,
@@ -105,6 +105,7 @@ enum FileUpstream {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileModule {
     path: Spanned<PathBuf>,
+    kind: Option<Spanned<ModuleKind>>,
     #[serde(default)]
     config: Option<Spanned<toml::Table>>,
     allowed_hosts: Option<Spanned<Vec<String>>>,
@@ -459,7 +460,14 @@ fn module_spec(
         Some(v) => Ok(Some(v.into_inner())),
         None => Ok(default),
     };
+    let tick_span = module.tick_ms.as_ref().map(Spanned::span);
     let tick_ms = positive(module.tick_ms, "tick-ms", None)?;
+    let kind_span = module.kind.as_ref().map(Spanned::span);
+    let kind = module.kind.map(Spanned::into_inner).unwrap_or_default();
+    kind.check_tick(tick_ms).map_err(|e| match tick_span {
+        Some(span) => at.error(span, &format!("{field}.tick-ms"), &e),
+        None => at.error(kind_span.unwrap_or_default(), &format!("{field}.kind"), &e),
+    })?;
     let memory_mb = positive(module.memory_mb, "memory-mb", Some(DEFAULT_MEMORY_MB))?;
     let cpu_ms = positive(
         module.cpu_ms_per_call,
@@ -476,6 +484,7 @@ fn module_spec(
     )?;
 
     let spec = ModuleSpec {
+        kind,
         config,
         allowed_hosts,
         tick_ms,

@@ -141,6 +141,7 @@ mod tests {
             last_exit: None,
             last_error: Some("wasm trap: unreachable".into()),
             config: serde_json::Value::Null,
+            operator_metrics: Vec::new(),
         }
     }
 

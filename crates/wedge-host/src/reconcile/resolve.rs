@@ -23,6 +23,7 @@ pub(crate) fn module_spec(name: &str, doc: &ModuleDoc) -> Result<ModuleSpec, Str
         .map_err(|e| format!("modules.{name}.allowed-hosts: {e}"))?;
     let limits = &doc.limits;
     Ok(ModuleSpec {
+        kind: doc.kind,
         config: doc.config.clone(),
         allowed_hosts,
         tick_ms: doc.tick_ms,
@@ -119,9 +120,13 @@ impl Binaries {
         };
         let engine = self.engine.clone();
         let what = format!("modules.{name}: {}", doc.source);
-        tokio::task::spawn_blocking(move || engine.compile(&wasm, &what))
+        let image = tokio::task::spawn_blocking(move || engine.compile(&wasm, &what))
             .await
             .map_err(|e| format!("modules.{name}: compilation failed: {e}"))?
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        image
+            .supports(doc.kind)
+            .map_err(|e| format!("modules.{name}: {}: {e}", doc.source))?;
+        Ok(image)
     }
 }

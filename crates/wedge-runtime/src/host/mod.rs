@@ -1,7 +1,7 @@
 //! The data of one module's [`wasmtime::Store`] and the host side of the `wedge:edge` imports,
 //! one file per WIT interface.
 
-mod config;
+pub(crate) mod config;
 pub(crate) mod keyvalue;
 mod limits;
 mod log;
@@ -76,6 +76,13 @@ impl HostState {
             panic,
             module,
         })
+    }
+}
+
+impl HostState {
+    /// The resources the guest holds handles to.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 

@@ -1,82 +1,112 @@
-//! One instantiation of a module: its store and the typed calls into its exports.
+//! One instantiation of a module: its store and the typed calls into its exports. A wedge
+//! module is called through `wedge:edge/module`; an Azure IoT Operations operator through the
+//! operator interface its kind names (`crate::operator`), behind the same calls, so the
+//! supervisor drives both alike.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use wasmtime::{Store, UpdateDeadline};
+use tokio::time::Instant;
+use wasmtime::Store;
 
+use crate::ModuleImage;
 use crate::bindings::{EdgeModule, EdgeModulePre};
-use crate::host::{HostState, LimitExceeded};
+use crate::host::HostState;
+use crate::operator::OperatorInstance;
+use crate::spec::ModuleKind;
 use wedge_core::Message;
 
+use super::call::{begin_call, new_store, outcome, trapped};
 use super::{MethodResult, ModuleCtx};
 
-/// How a call into the module ended.
-pub(crate) enum Outcome<T> {
-    /// The module returned a value.
-    Done(T),
-    /// The module returned an error; it can keep running.
-    Refused(String),
-    /// The module trapped (or exceeded a limit, or exited with an error status); the instance
-    /// must not be used again.
-    Trapped(String),
-    /// The module exited with status 0 (`wasi:cli/exit`): it stopped cleanly. The instance
-    /// must not be used again.
-    Exited,
+pub(crate) use super::call::Outcome;
+
+pub(crate) enum Instance {
+    Module(ModuleInstance),
+    Operator(Box<OperatorInstance>),
 }
 
-impl<T> Outcome<T> {
-    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+impl Instance {
+    /// Instantiates the module as its kind says and calls `init` with its active
+    /// configuration.
+    pub(crate) async fn start(image: &ModuleImage, ctx: Arc<ModuleCtx>) -> Outcome<Instance> {
+        let kind = ctx.spec().kind;
+        if let Err(e) = image.supports(kind) {
+            return Outcome::Trapped(e);
+        }
+        match (kind, &image.exports.module) {
+            (ModuleKind::Module, Some(pre)) => {
+                ModuleInstance::start(pre, ctx).await.map(Instance::Module)
+            }
+            _ => OperatorInstance::start(image, kind, ctx)
+                .await
+                .map(|i| Instance::Operator(Box::new(i))),
+        }
+    }
+
+    pub(crate) async fn on_config(&mut self, config: &serde_json::Value) -> Outcome<()> {
         match self {
-            Outcome::Done(value) => Outcome::Done(f(value)),
-            Outcome::Refused(e) => Outcome::Refused(e),
-            Outcome::Trapped(e) => Outcome::Trapped(e),
-            Outcome::Exited => Outcome::Exited,
+            Instance::Module(m) => m.on_config(&config.to_string()).await,
+            Instance::Operator(o) => o.on_config().await,
+        }
+    }
+
+    pub(crate) async fn on_message(&mut self, input: &str, message: Message) -> Outcome<()> {
+        match self {
+            Instance::Module(m) => m.on_message(input, message).await,
+            Instance::Operator(o) => o.on_message(input, message).await,
+        }
+    }
+
+    pub(crate) async fn on_tick(&mut self) -> Outcome<()> {
+        match self {
+            Instance::Module(m) => m.on_tick().await,
+            Instance::Operator(o) => o.on_tick().await,
+        }
+    }
+
+    pub(crate) async fn on_method(&mut self, name: &str, payload: &str) -> Outcome<MethodResult> {
+        match self {
+            Instance::Module(m) => m.on_method(name, payload).await,
+            Instance::Operator(o) => Outcome::Done(o.on_method()),
+        }
+    }
+
+    /// When the instance wants [`Instance::on_wake`] called (a delay operator releasing what
+    /// it holds), if ever.
+    pub(crate) fn wake_at(&self) -> Option<Instant> {
+        match self {
+            Instance::Module(_) => None,
+            Instance::Operator(o) => o.wake_at(),
+        }
+    }
+
+    pub(crate) async fn on_wake(&mut self) -> Outcome<()> {
+        match self {
+            Instance::Module(_) => Outcome::Done(()),
+            Instance::Operator(o) => o.on_wake().await,
         }
     }
 }
 
-pub(crate) struct Instance {
+/// A wedge module: a component exporting `wedge:edge/module`.
+pub(crate) struct ModuleInstance {
     store: Store<HostState>,
     bindings: EdgeModule,
 }
 
-impl Instance {
-    /// Instantiates the module and calls `init` with its active configuration.
-    pub(crate) async fn start(
-        pre: &EdgeModulePre<HostState>,
-        ctx: Arc<ModuleCtx>,
-    ) -> Outcome<Instance> {
-        let state = match HostState::new(ctx.clone()) {
-            Ok(state) => state,
-            Err(e) => {
-                return Outcome::Trapped(format!("cannot prepare the module's data dir: {e}"));
-            }
+impl ModuleInstance {
+    async fn start(pre: &EdgeModulePre<HostState>, ctx: Arc<ModuleCtx>) -> Outcome<Self> {
+        let mut store = match new_store(pre.engine(), ctx.clone()) {
+            Ok(store) => store,
+            Err(e) => return Outcome::Trapped(e),
         };
-        let mut store = Store::new(pre.engine(), state);
-        store.limiter(|state| &mut state.limits);
-        // Every exit to the host (host calls and wasmtime's libcalls, the epoch check included)
-        // stops the CPU meter and every return to guest code starts it: waiting is not charged.
-        store.call_hook(|mut store, hook| {
-            let cpu = &mut store.data_mut().cpu;
-            match hook.entering_host() {
-                true => cpu.leave_wasm(Instant::now()),
-                false => cpu.enter_wasm(Instant::now()),
-            }
-            Ok(())
-        });
-        // Each epoch tick in guest code: over budget traps, else let other modules run.
-        store.epoch_deadline_callback(|store| match store.data().cpu.exceeded() {
-            Some(limit) => Err(limit.into()),
-            None => Ok(UpdateDeadline::Yield(1)),
-        });
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(bindings) => bindings,
             Err(e) => return trapped(&e, store.data()),
         };
-        let mut instance = Instance { store, bindings };
+        let mut instance = ModuleInstance { store, bindings };
         let config = ctx.config().to_string();
-        instance.begin_call();
+        begin_call(&mut instance.store);
         let result = instance
             .bindings
             .wedge_edge_module()
@@ -88,17 +118,8 @@ impl Instance {
         }
     }
 
-    /// Every call gets the full CPU budget, and what ended the last one is forgotten.
-    fn begin_call(&mut self) {
-        let state = self.store.data_mut();
-        state.cpu.begin_call();
-        state.limits.begin_call();
-        state.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.store.set_epoch_deadline(1);
-    }
-
-    pub(crate) async fn on_config(&mut self, config: &str) -> Outcome<()> {
-        self.begin_call();
+    async fn on_config(&mut self, config: &str) -> Outcome<()> {
+        begin_call(&mut self.store);
         let r = self
             .bindings
             .wedge_edge_module()
@@ -107,8 +128,8 @@ impl Instance {
         outcome(r, self.store.data())
     }
 
-    pub(crate) async fn on_message(&mut self, input: &str, message: Message) -> Outcome<()> {
-        self.begin_call();
+    async fn on_message(&mut self, input: &str, message: Message) -> Outcome<()> {
+        begin_call(&mut self.store);
         let r = self
             .bindings
             .wedge_edge_module()
@@ -117,8 +138,8 @@ impl Instance {
         outcome(r, self.store.data())
     }
 
-    pub(crate) async fn on_tick(&mut self) -> Outcome<()> {
-        self.begin_call();
+    async fn on_tick(&mut self) -> Outcome<()> {
+        begin_call(&mut self.store);
         let r = self
             .bindings
             .wedge_edge_module()
@@ -127,8 +148,8 @@ impl Instance {
         outcome(r, self.store.data())
     }
 
-    pub(crate) async fn on_method(&mut self, name: &str, payload: &str) -> Outcome<MethodResult> {
-        self.begin_call();
+    async fn on_method(&mut self, name: &str, payload: &str) -> Outcome<MethodResult> {
+        begin_call(&mut self.store);
         let r = self
             .bindings
             .wedge_edge_module()
@@ -139,65 +160,4 @@ impl Instance {
             payload: response.payload,
         })
     }
-}
-
-fn outcome<T>(result: wasmtime::Result<Result<T, String>>, state: &HostState) -> Outcome<T> {
-    match result {
-        Ok(Ok(value)) => Outcome::Done(value),
-        Ok(Err(refusal)) => Outcome::Refused(refusal),
-        Err(trap) => trapped(&trap, state),
-    }
-}
-
-/// A call that ended in an error: a clean exit (`exit(0)`), or a failure.
-fn trapped<T>(error: &wasmtime::Error, state: &HostState) -> Outcome<T> {
-    match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        Some(wasmtime_wasi::I32Exit(0)) => Outcome::Exited,
-        Some(wasmtime_wasi::I32Exit(status)) => {
-            Outcome::Trapped(format!("the module exited with status {status}"))
-        }
-        None => {
-            // The whole story (wasm backtrace, error chain) for the log; one line for status.
-            tracing::warn!("trap: {error:?}");
-            Outcome::Trapped(cause(error, state))
-        }
-    }
-}
-
-/// One line naming why a call trapped: the limit it hit, the guest's panic (from its stderr),
-/// the memory it was refused (a guest refused memory aborts, which shows only as
-/// `unreachable`), or else the first line of the error without wasmtime's backtrace.
-fn cause(error: &wasmtime::Error, state: &HostState) -> String {
-    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
-        return limit.to_string();
-    }
-    if let Some(panic) = state
-        .panic
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-    {
-        return panic;
-    }
-    if let Some(limit) = state.limits.exceeded() {
-        return limit.to_string();
-    }
-    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        return trap.to_string();
-    }
-    // wasmtime adds the backtrace as a context of the error: the chain's other links name it.
-    let backtrace = error
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .map(ToString::to_string);
-    let mut parts: Vec<String> = Vec::new();
-    for e in error.chain() {
-        if backtrace.as_deref() == Some(e.to_string().as_str()) {
-            continue;
-        }
-        let line = e.to_string().lines().next().unwrap_or_default().to_string();
-        if !parts.iter().any(|p| p.contains(&line)) {
-            parts.push(line);
-        }
-    }
-    parts.join(": ")
 }

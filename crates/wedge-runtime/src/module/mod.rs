@@ -1,8 +1,10 @@
 //! One running module: its shared context, its instance, and the task that supervises it.
 
+mod call;
 mod instance;
 mod log_ring;
 mod logs;
+mod operator_metrics;
 mod stats;
 mod supervisor;
 
@@ -19,9 +21,12 @@ use crate::router::Router;
 use crate::spec::ModuleSpec;
 
 pub(crate) use crate::inbox::InboxReceiver;
+pub(crate) use call::{Outcome, begin_call, new_store, outcome, trapped};
 pub(crate) use log_ring::LogRing;
 pub use log_ring::{DEFAULT_LOG_KB, LogLevel, LogLine, LogPage, LogQuery};
 pub(crate) use logs::Source;
+pub(crate) use operator_metrics::OperatorMetric;
+pub use operator_metrics::OperatorSeries;
 pub(crate) use stats::ModuleStats;
 pub use stats::ModuleStatus;
 pub(crate) use supervisor::supervise;

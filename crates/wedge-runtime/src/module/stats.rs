@@ -11,6 +11,8 @@ use wedge_core::DesiredStatus;
 use wedge_core::doc::RuntimeStatus;
 use wedge_core::truncate;
 
+use super::operator_metrics::{OperatorMetric, OperatorMetrics, OperatorSeries};
+
 /// Upper bounds of the call-duration buckets, in seconds: 10 µs (a call that does nothing) to
 /// 1 s (the default CPU budget per call), then a last one for calls that waited in the host.
 const CALL_BUCKETS: [f64; 13] = [
@@ -21,7 +23,7 @@ const CALL_BUCKETS: [f64; 13] = [
 const MAX_ERROR_LEN: usize = 1024;
 
 /// A snapshot of one module for status displays.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ModuleStatus {
     /// The module's name.
@@ -64,6 +66,9 @@ pub struct ModuleStatus {
     /// The configuration the module runs with (deployment config overlaid with the desired
     /// configuration it accepted).
     pub config: serde_json::Value,
+    /// What an Azure IoT Operations operator recorded through its `metrics` import.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operator_metrics: Vec<OperatorSeries>,
 }
 
 /// `error` as one line of at most [`MAX_ERROR_LEN`] bytes: status displays show one line per
@@ -99,6 +104,8 @@ pub(crate) struct ModuleStats {
     /// How long each call into the module took (`init`, `on-message`, `on-tick`,
     /// `on-config`, `on-method`), kept across instances.
     pub call_seconds: Histogram,
+    /// An operator's own metrics.
+    operator_metrics: OperatorMetrics,
     health: Mutex<Health>,
     /// Bumped at every change of health, so that a reporter can wait for one.
     changes: watch::Sender<u64>,
@@ -125,6 +132,7 @@ impl ModuleStats {
             methods: AtomicU64::new(0),
             memory_bytes: Arc::default(),
             call_seconds: Histogram::new(CALL_BUCKETS.iter().copied()),
+            operator_metrics: OperatorMetrics::default(),
             health: Mutex::new(Health {
                 state: RuntimeStatus::Running,
                 sha256,
@@ -183,6 +191,11 @@ impl ModuleStats {
         self.call_seconds.observe(elapsed.as_secs_f64());
     }
 
+    /// An operator recorded `metric` (see [`OperatorMetrics::record`]).
+    pub(crate) fn operator_metric(&self, metric: OperatorMetric) -> Result<(), String> {
+        self.operator_metrics.record(metric)
+    }
+
     /// A restart after a failure or on request.
     pub(crate) fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +229,7 @@ impl ModuleStats {
             last_exit: health.last_exit,
             last_error: health.last_error.clone(),
             config,
+            operator_metrics: self.operator_metrics.snapshot(),
         }
     }
 }

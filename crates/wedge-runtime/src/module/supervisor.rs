@@ -41,7 +41,7 @@ pub(crate) async fn supervise(
                 }
             }
             ctx.stats.starting(image.sha256());
-            let exit = match timed(&ctx, Instance::start(&image.pre, ctx.clone())).await {
+            let exit = match timed(&ctx, Instance::start(&image, ctx.clone())).await {
                 Outcome::Done(mut instance) => {
                     tracing::info!(sha256 = image.sha256(), "started");
                     serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await
@@ -154,6 +154,7 @@ async fn serve(
         ticker
     });
     loop {
+        let wake_at = instance.wake_at();
         let outcome = tokio::select! {
             // Control first: configuration and methods must not wait behind a full inbox.
             biased;
@@ -166,7 +167,7 @@ async fn serve(
                 Some(Control::Update(update)) => return Exit::Update(update),
                 Some(Control::Configure { config, reply }) => {
                     let previous = ctx.set_config(config.clone());
-                    let outcome = timed(ctx, instance.on_config(&config.to_string())).await;
+                    let outcome = timed(ctx, instance.on_config(&config)).await;
                     if !matches!(outcome, Outcome::Done(())) {
                         ctx.set_config(previous);
                     }
@@ -188,6 +189,7 @@ async fn serve(
                 }
             },
             _ = next_tick(&mut ticker) => timed(ctx, instance.on_tick()).await,
+            _ = wake(wake_at) => timed(ctx, instance.on_wake()).await,
             delivery = inbox.recv() => {
                 ctx.stats.messages_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let outcome = timed(ctx, instance.on_message(&delivery.input, delivery.message)).await;
@@ -268,6 +270,14 @@ async fn timed<T>(ctx: &ModuleCtx, call: impl Future<Output = T>) -> T {
     let outcome = call.await;
     ctx.stats.called(started.elapsed());
     outcome
+}
+
+/// Resolves at `at`; never without it.
+async fn wake(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_tick(ticker: &mut Option<Interval>) {

@@ -6,7 +6,7 @@
 mod allowed_hosts;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
-pub use wedge_core::doc::{UPSTREAM, WhenFull, is_valid_module_name};
+pub use wedge_core::doc::{ModuleKind, UPSTREAM, WhenFull, is_valid_module_name};
 pub use wedge_core::{DesiredStatus, RestartPolicy};
 
 /// Default memory limit of one module instance.
@@ -24,6 +24,8 @@ pub const DEFAULT_INBOX: usize = 1_024;
 /// How one module runs: its configuration, grants, limits and policies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleSpec {
+    /// What the component is: a wedge module or an operator the host drives.
+    pub kind: ModuleKind,
     /// Configuration passed to `init`, a JSON object.
     pub config: serde_json::Value,
     /// Outbound HTTP destinations the module may reach through `wasi:http`.

@@ -1,4 +1,6 @@
 //! Test guest: forwards every message unchanged on output `out`, answers the `ping` method,
+//! `send`s what it is given (`{"bodies": ["…", …]}`: one text message each, in one batch, on
+//! `out`: a source of exactly known messages),
 //! `sleep`s before answering, `log`s what it is asked to, and `exit`s (`{"code": n}`, a `wasi:cli/exit`) on request.
 //! With `sleep-ms` in its config it waits that long before forwarding each message: a slow,
 //! healthy consumer.
@@ -67,6 +69,24 @@ impl Module for Echo {
                 Ok(MethodResponse {
                     status: 200,
                     payload: "{}".into(),
+                })
+            }
+            "send" => {
+                let bodies = payload["bodies"]
+                    .as_array()
+                    .ok_or("payload must be {\"bodies\": [\"…\", …]}")?;
+                let messages: Vec<Message> = bodies
+                    .iter()
+                    .map(|b| match b.as_str() {
+                        Some(text) => Message::text(text),
+                        None => Message::json(b),
+                    })
+                    .collect();
+                telemetry::send_batch(OUTPUT, &messages)
+                    .map_err(|e| format!("sending on `{OUTPUT}` failed: {e}"))?;
+                Ok(MethodResponse {
+                    status: 200,
+                    payload: json!({"sent": messages.len()}).to_string(),
                 })
             }
             // Ends the instance as a process would: status 0 is a clean stop.
