@@ -235,6 +235,7 @@ impl EngineCtx {
             None => Component::from_binary(&self.engine, wasm),
         }
         .map_err(error)?;
+        return_freed_memory();
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
         let operators = operator::Exports::new(&pre);
         let module = match EdgeModulePre::new(pre) {
@@ -289,6 +290,20 @@ impl EngineCtx {
             tracing::warn!(artifact = %artifact.display(), "cannot cache the compiled module: {e}");
         }
         Ok(component)
+    }
+}
+
+/// Hands the memory freed since (Cranelift's, the serialized copy's) back to the system.
+/// Without it a device keeps a cold compile's peak for good: glibc keeps freed heap in its
+/// per-thread arenas (an 18 MB Python component left the host at ~345 MB RSS, against ~60 MB
+/// when it starts from the cache).
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free pages of the allocator's arenas to the kernel;
+    // it touches no memory in use.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -389,22 +389,18 @@ impl OperatorInstance {
 
 /// Sends `message` on `output` of `ctx`'s module. An output without a route drops it quietly:
 /// leaving a branch's arm unrouted is how a deployment discards it. A refused send (a full
-/// destination, an invalid message) is the module's error.
-async fn forward(ctx: &Arc<ModuleCtx>, output: &str, message: Message) -> Outcome<()> {
-    {
-        match ctx.router.send(&ctx.name, output, vec![message]).await {
-            Ok(()) => {
-                ctx.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-                Outcome::Done(())
-            }
-            Err(SendError::NoRoute(_)) => {
-                tracing::debug!(output, "no route: dropped");
-                Outcome::Done(())
-            }
-            Err(e) => {
-                ctx.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                Outcome::Refused(format!("output `{output}`: {e}"))
-            }
+/// destination, an invalid message) is a refused call: the supervisor counts it as the
+/// module's error.
+async fn forward(ctx: &ModuleCtx, output: &str, message: Message) -> Outcome<()> {
+    match ctx.router.send(&ctx.name, output, vec![message]).await {
+        Ok(()) => {
+            ctx.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            Outcome::Done(())
         }
+        Err(SendError::NoRoute(_)) => {
+            tracing::debug!(output, "no route: dropped");
+            Outcome::Done(())
+        }
+        Err(e) => Outcome::Refused(format!("output `{output}`: {e}")),
     }
 }
