@@ -5,7 +5,8 @@
 // It goes out on output `converted` with that number in the unit `to` (`celsius`,
 // `fahrenheit` or `kelvin`, rounded to 2 decimals), the property saying so, and
 // `converter-seen`: messages this instance received since `init` (in memory only). The unit in
-// effect is reported to the twin; the `stats` method answers what the module has done.
+// effect is reported to the twin; the `stats` method answers what the module has done, with
+// `total`: messages converted ever, kept in the module's state across restarts.
 
 import * as wedge from "../../sdk/js/wedge.js";
 
@@ -70,10 +71,14 @@ class Converter extends wedge.Module {
     const out = wedge.Message.ofJson(body, { ...msg.properties, [`units-${field}`]: to, "converter-seen": this.seen });
     wedge.telemetry.send(OUTPUT, out);
     this.converted += 1;
+    wedge.state.setJson("total", wedge.state.getJson("total", 0) + 1);
   }
 
   onMethod(name, payload) {
-    if (name === "stats") return { seen: this.seen, converted: this.converted, to: this.settings.to };
+    if (name === "stats") {
+      const total = wedge.state.getJson("total", 0);
+      return { seen: this.seen, converted: this.converted, total, to: this.settings.to };
+    }
     return super.onMethod(name, payload);
   }
 }

@@ -3,7 +3,9 @@
 A message on any input whose JSON body has a number at `field` (default `temperature`) greater
 than `threshold` goes out unchanged on output `alerts`, with the extra property `filter-seen`:
 how many messages this instance has received since `init` (kept in memory only, so it shows
-whether the host restarted the module). The settings in effect are reported to the twin.
+whether the host restarted the module). The settings in effect are reported to the twin. The
+number of alerts ever sent is kept in the module's state (`alerts`), across restarts; the
+`stats` method answers `{"seen": …, "alerts": …}`.
 """
 
 import wedge
@@ -56,6 +58,12 @@ class Filter(wedge.Module):
             raise ValueError(f"message on input `{input}`: field `{field}` is not a number: {value!r}")
         if value > self.settings.threshold:
             wedge.telemetry.send(OUTPUT, msg.with_property("filter-seen", self.seen))
+            wedge.state.set_json("alerts", wedge.state.get_json("alerts", 0) + 1)
+
+    def on_method(self, name, payload):
+        if name == "stats":
+            return {"seen": self.seen, "alerts": wedge.state.get_json("alerts", 0)}
+        return super().on_method(name, payload)
 
 
 Module = wedge.export(Filter)

@@ -80,7 +80,7 @@ fn converted_count(host: &Host) -> usize {
 
 #[test]
 fn readings_are_converted_and_the_unit_changes_live() {
-    let host = Host::start(&deployment("config = { to = \"fahrenheit\" }", CONVERTED));
+    let mut host = Host::start(&deployment("config = { to = \"fahrenheit\" }", CONVERTED));
     wait_for("20 converted readings", TIMEOUT, || {
         (converted_count(&host) >= 20).then_some(())
     });
@@ -133,6 +133,25 @@ fn readings_are_converted_and_the_unit_changes_live() {
         (status["restarts"].as_u64(), status["state"].as_str()),
         (Some(0), Some("running"))
     );
+
+    // Its state outlives the host: after a restart the in-memory count starts over, the
+    // stored total goes on.
+    let total = stats["total"].as_u64().unwrap();
+    assert!(total >= stats["converted"].as_u64().unwrap(), "{stats}");
+    host.restart();
+    let stats = wait_for("conversions after the restart", TIMEOUT, || {
+        let stats = host.call("converter", "stats", &json!({}));
+        (stats["converted"].as_u64() >= Some(3)).then_some(stats)
+    });
+    let (seen, after) = (
+        stats["seen"].as_u64().unwrap(),
+        stats["total"].as_u64().unwrap(),
+    );
+    assert!(
+        after >= total + 3,
+        "the total went back: {total} then {stats}"
+    );
+    assert!(seen < after, "{stats}");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 """The class a module extends, and `export`, which turns it into the component's export."""
 
 import json
+import sys
+import traceback
 
 from componentize_py_types import Err
 from wit_world import exports
@@ -82,6 +84,9 @@ def export(cls):
         except Err:
             raise
         except Exception as e:  # every failure becomes the call's error, never a trap
+            # The whole traceback for the module's log (stderr is its log); one line for the
+            # call's error, which `wedge status` shows.
+            traceback.print_exception(e, file=sys.stderr)
             raise Err(_describe(e)) from None
 
     def instance():
