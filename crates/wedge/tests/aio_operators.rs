@@ -306,6 +306,29 @@ released = {{ from = \"hold/output\", to = \"$upstream\" }}
 }
 
 #[test]
+fn the_state_store_behaves_as_the_interface_says() {
+    // The operator's `init` runs the checks and refuses to start if one fails (logging it).
+    let host = Host::start(&operator(
+        "check",
+        "aio-map",
+        "config = { state_store_check = \"true\" }",
+    ));
+    // `init` logs its settings only once the checks passed.
+    wait_for("init to finish", TIMEOUT, || {
+        let logs = host.cli(&["logs", "check"]);
+        let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+        (logs.contains("[map] init: bounds") || logs.contains("state store:")).then_some(())
+    });
+    let status = host.module_status("check");
+    assert_eq!(
+        (status["state"].as_str(), status["last-error"].as_str()),
+        (Some("running"), None),
+        "{status}\n{}",
+        host.log()
+    );
+}
+
+#[test]
 fn a_component_run_as_the_wrong_kind_is_refused_saying_what_it_is() {
     let wrong = [
         (

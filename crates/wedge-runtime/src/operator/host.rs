@@ -3,6 +3,7 @@
 //! and `state-store` is the module's durable state, under its quota. The host provides
 //! `state-store` to every operator, whether it calls it or not: the `*-impl` worlds import it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::bindings::wasm_graph::processor::hybrid_logical_clock;
@@ -182,23 +183,7 @@ impl state_store::Host for HostState {
         fencing_token: Option<HybridLogicalClock>,
         _timeout: Option<Duration>,
     ) -> wasmtime::Result<Result<StateStoreDelResponse, StateStoreError>> {
-        // Not `self` across the awaits: the future must be `Send`, and `HostState` is not
-        // `Sync`.
-        let module = self.module.clone();
-        let result = async {
-            no_fencing(&fencing_token)?;
-            let key = key_of(key)?;
-            let existed = state_get(&module, &key)?.is_some();
-            if existed {
-                state_delete(&module, &key).await?;
-            }
-            Ok(StateStoreDelResponse {
-                response: i64::from(existed),
-                version: None,
-            })
-        }
-        .await;
-        Ok(result)
+        Ok(delete(self.module.clone(), key, None, fencing_token).await)
     }
 
     async fn vdel(
@@ -208,26 +193,31 @@ impl state_store::Host for HostState {
         fencing_token: Option<HybridLogicalClock>,
         _timeout: Option<Duration>,
     ) -> wasmtime::Result<Result<StateStoreDelResponse, StateStoreError>> {
-        // Not `self` across the awaits: the future must be `Send`, and `HostState` is not
-        // `Sync`.
-        let module = self.module.clone();
-        let result = async {
-            no_fencing(&fencing_token)?;
-            let key = key_of(key)?;
-            let response = match state_get(&module, &key)? {
-                None => 0,
-                Some(current) if current == value => {
-                    state_delete(&module, &key).await?;
-                    1
-                }
-                Some(_) => -1,
-            };
-            Ok(StateStoreDelResponse {
-                response,
-                version: None,
-            })
-        }
-        .await;
-        Ok(result)
+        Ok(delete(self.module.clone(), key, Some(value), fencing_token).await)
     }
+}
+
+/// `del` (`only_if` absent) and `vdel`: 1 when the key was deleted, 0 when it was not there,
+/// -1 when it holds another value than `only_if`. Takes the module, not the `HostState`: the
+/// future must be `Send`, and `HostState` is not `Sync`.
+async fn delete(
+    module: Arc<ModuleCtx>,
+    key: Vec<u8>,
+    only_if: Option<Vec<u8>>,
+    fencing_token: Option<HybridLogicalClock>,
+) -> Result<StateStoreDelResponse, StateStoreError> {
+    no_fencing(&fencing_token)?;
+    let key = key_of(key)?;
+    let response = match (state_get(&module, &key)?, only_if) {
+        (None, _) => 0,
+        (Some(current), Some(expected)) if current != expected => -1,
+        (Some(_), _) => {
+            state_delete(&module, &key).await?;
+            1
+        }
+    };
+    Ok(StateStoreDelResponse {
+        response,
+        version: None,
+    })
 }

@@ -13,6 +13,10 @@
 //!   "last"}}`, starting from what `staged` already holds.
 //! - delay: moves each item's time `delay_ms` (configuration, default 0) later.
 //!
+//! With `state_store_check = "true"` in its configuration, `init` first checks the host's
+//! state-store semantics (set conditions, `del`, `vdel`, refused expiry) and refuses to start,
+//! logging the first difference, if one is not as the interface says.
+//!
 //! Every `process` adds 1 to the `requests` counter (label `operator`) and to the state-store
 //! key `<operator>-count`, so that tests see both imports work; map puts its count on each
 //! message it passes as property `map-count`.
@@ -68,6 +72,14 @@ fn settings() -> std::sync::MutexGuard<'static, Settings> {
 }
 
 fn init(operator: &str, configuration: ModuleConfiguration) -> bool {
+    let check = configuration
+        .properties
+        .iter()
+        .any(|(k, v)| k == "state_store_check" && v == "true");
+    if check && let Err(e) = check_state_store() {
+        logger::log(Level::Error, operator, &format!("state store: {e}"));
+        return false;
+    }
     let mut settings = settings();
     for (key, value) in &configuration.properties {
         let parsed = value.parse::<f64>();
@@ -95,6 +107,54 @@ fn init(operator: &str, configuration: ModuleConfiguration) -> bool {
         ),
     );
     true
+}
+
+fn set_if(key: &str, value: &str, conditions: SetConditions) -> Result<bool, String> {
+    let options = SetOptions {
+        conditions,
+        expires: None,
+    };
+    state_store::set(key.as_bytes(), value.as_bytes(), None, None, options)
+        .map(|r| r.response)
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn get(key: &str) -> Option<Vec<u8>> {
+    state_store::get(key.as_bytes(), None).ok()?.response
+}
+
+/// The state store behaves as `wasm-graph:processor/state-store` says.
+fn check_state_store() -> Result<(), String> {
+    use SetConditions::{OnlyIfDoesNotExist, OnlyIfEqualOrDoesNotExist, Unconditional};
+    let expect = |what: &str, ok: bool| if ok { Ok(()) } else { Err(what.to_string()) };
+    let del = |key: &str, value: Option<&str>| {
+        match value {
+            None => state_store::del(key.as_bytes(), None, None),
+            Some(v) => state_store::vdel(key.as_bytes(), v.as_bytes(), None, None),
+        }
+        .map(|r| r.response)
+        .map_err(|e| format!("{e:?}"))
+    };
+    del("check", None)?;
+    expect("set if absent on an absent key", set_if("check", "a", OnlyIfDoesNotExist)?)?;
+    expect("set if absent on a present key", !set_if("check", "b", OnlyIfDoesNotExist)?)?;
+    expect("the refused set changed nothing", get("check").as_deref() == Some(b"a"))?;
+    expect("set if equal, equal", set_if("check", "a", OnlyIfEqualOrDoesNotExist)?)?;
+    expect("set if equal, different", !set_if("check", "c", OnlyIfEqualOrDoesNotExist)?)?;
+    expect("set unconditionally", set_if("check", "d", Unconditional)?)?;
+    expect("vdel of another value is -1", del("check", Some("x"))? == -1)?;
+    expect("vdel of the value is 1", del("check", Some("d"))? == 1)?;
+    expect("the key is gone", get("check").is_none())?;
+    expect("del of an absent key is 0", del("check", None)? == 0)?;
+    let expiring = SetOptions {
+        conditions: Unconditional,
+        expires: Some(wasm_graph::processor::state_store_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+    };
+    let refused = state_store::set(b"check", b"e", None, None, expiring);
+    expect("expiry is refused, not ignored", refused.is_err() && get("check").is_none())
 }
 
 /// Counts one `process` call in the metrics and in the state store; returns the count.
