@@ -15,6 +15,7 @@ mod host;
 mod metrics;
 mod reconcile;
 mod requests;
+mod service;
 mod status;
 mod upstreams;
 
