@@ -21,6 +21,7 @@ use wedge_store::{Outbox, Store};
 use crate::base::base_document;
 use crate::cloud;
 use crate::control::server;
+use crate::data_version::DataVersion;
 use crate::metrics;
 use crate::reconcile::{Applied, Binaries, Reconciler, Reporter, report_modules};
 use crate::status;
@@ -61,6 +62,8 @@ impl Host {
     pub async fn start(deployment: &Path, data_dir: &Path) -> anyhow::Result<Arc<Host>> {
         let started = Instant::now();
         let deployment = Deployment::load(deployment)?;
+        // Before anything touches the data dir: one a newer wedge wrote is left as it is.
+        let data_version = DataVersion::check(data_dir)?;
         // The store first: it refuses a data dir another host has open, or one it cannot use,
         // before anything else touches the directory.
         wedge_core::files::private_dir(data_dir)
@@ -182,6 +185,14 @@ impl Host {
             };
             tracing::warn!("no modules run: the deployment has none; nothing runs until {until}");
         }
+        // Everything started: only now is the data dir this wedge's (a failed start after an
+        // upgrade leaves it to the wedge that wrote it).
+        data_version.commit().with_context(|| {
+            format!(
+                "cannot record the data dir's version in {}",
+                data_dir.display()
+            )
+        })?;
         tracing::info!(
             deployment = %deployment.source.display(),
             data_dir = %data_dir.display(),

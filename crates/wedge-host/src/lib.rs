@@ -10,6 +10,7 @@ pub mod check;
 mod cloud;
 pub mod config;
 pub mod control;
+mod data_version;
 mod get_logs;
 mod host;
 mod metrics;
@@ -19,4 +20,5 @@ mod service;
 mod status;
 mod upstreams;
 
+pub use data_version::DataVersionError;
 pub use host::Host;
