@@ -37,7 +37,8 @@ pub fn deb(purpose: Purpose) -> anyhow::Result<PathBuf> {
         .args(["-p", "wedge", "--locked", "--output"])
         .arg(&out);
     match purpose {
-        Purpose::Ship => cmd.args(["--profile", PROFILE]),
+        // The profile keeps line tables for backtraces; the package ships without them.
+        Purpose::Ship => cmd.args(["--profile", PROFILE, "--strip"]),
         Purpose::Test => cmd.args(["--profile", "dev", "--no-build", "--fast"]),
     };
     run(&mut cmd)?;
