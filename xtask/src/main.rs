@@ -288,6 +288,5 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         &["systemd"],
         "systemd-analyze (to verify the unit file)",
     )?;
-    run(cargo().args(["test", "--workspace"]).args(args))?;
-    deb::test_package()
+    deb::test_package(args)
 }

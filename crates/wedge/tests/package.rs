@@ -2,8 +2,9 @@
 //! files it put there checked: the binary runs, the unit passes `systemd-analyze verify` where
 //! it was installed, and /etc/wedge/wedge.toml is a conffile that `wedge check` accepts.
 //!
-//! Needs a package: `cargo xtask test` makes one from the binary the suite built
-//! (`cargo xtask deb` makes the release one) and runs this with `WEDGE_DEB` set.
+//! Needs a package: `cargo xtask test` (and so CI) makes one from the binary the suite built
+//! (`cargo xtask deb` makes the release one) and runs the suite with `WEDGE_DEB` naming it;
+//! a plain `cargo test` has none and says so.
 
 mod support;
 
@@ -19,9 +20,11 @@ fn dpkg(root: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
-#[ignore = "needs a .deb in WEDGE_DEB: run by `cargo xtask test`"]
 fn the_package_installs_binary_unit_and_conffile() {
-    let deb = std::env::var("WEDGE_DEB").expect("WEDGE_DEB names the package to install");
+    let Ok(deb) = std::env::var("WEDGE_DEB") else {
+        eprintln!("no package in WEDGE_DEB (`cargo xtask test` makes one): skipped");
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     // An empty dpkg database: this root has nothing installed.
