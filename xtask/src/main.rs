@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 mod bench;
+mod deb;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -18,6 +19,8 @@ tasks:
   demo [--seconds N]    build, then run examples/demo/wedge.toml on the local hub and print
                         telemetry as it flows (until Ctrl-C, or for N seconds)
   test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]
+  deb                   the Debian package (binary, systemd unit, /etc/wedge/wedge.toml) with
+                        cargo-deb (installed under target/tools when missing), release profile
   bench                 every benchmark against a baseline measured in the same run: one table,
                         target/bench/report.json (see docs/benchmarks.md)";
 
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         Some("build") => build(),
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("deb") => deb::deb_task(&args[1..]),
         Some("bench") => bench::bench(),
         _ => {
             eprintln!("{USAGE}");
@@ -279,5 +283,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_component_tools()?;
     ensure_mosquitto()?;
     ensure_docker_registry()?;
-    run(cargo().args(["test", "--workspace"]).args(args))
+    ensure_debian_package(
+        &["/usr/bin/systemd-analyze"],
+        &["systemd"],
+        "systemd-analyze (to verify the unit file)",
+    )?;
+    deb::test_package(args)
 }

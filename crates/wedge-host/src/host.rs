@@ -21,6 +21,7 @@ use wedge_store::{Outbox, Store};
 use crate::base::base_document;
 use crate::cloud;
 use crate::control::server;
+use crate::data_version::DataVersion;
 use crate::metrics;
 use crate::reconcile::{Applied, Binaries, Reconciler, Reporter, report_modules};
 use crate::status;
@@ -41,7 +42,12 @@ pub struct Host {
     pub(crate) local: Option<Arc<LocalHub>>,
     /// The cloud connection (IoT Hub, MQTT), when it is the upstream.
     pub(crate) cloud: Option<Arc<dyn Cloud>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The store, whose writer thread the health check asks.
+    pub(crate) store: Store,
+    /// The deployment file as last read (at the start or by [`Host::reload`]).
+    pub(crate) deployment: tokio::sync::Mutex<Deployment>,
+    /// The host's own tasks, named for the health check: each runs until shutdown.
+    tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     socket: PathBuf,
 }
 
@@ -56,6 +62,8 @@ impl Host {
     pub async fn start(deployment: &Path, data_dir: &Path) -> anyhow::Result<Arc<Host>> {
         let started = Instant::now();
         let deployment = Deployment::load(deployment)?;
+        // Before anything touches the data dir: one a newer wedge wrote is left as it is.
+        let data_version = DataVersion::check(data_dir)?;
         // The store first: it refuses a data dir another host has open, or one it cannot use,
         // before anything else touches the directory.
         wedge_core::files::private_dir(data_dir)
@@ -79,7 +87,10 @@ impl Host {
             match upstreams::start_cloud(&deployment.upstream, drain.clone(), data_dir)? {
                 None => {
                     let local = Arc::new(LocalHub::open(data_dir)?);
-                    tasks.push(local.clone().forward(drain));
+                    tasks.push((
+                        "the local hub's telemetry writer",
+                        local.clone().forward(drain),
+                    ));
                     (Some(local.clone()), None, local)
                 }
                 Some((cloud, events)) => (None, Some((cloud.clone(), events)), cloud),
@@ -147,20 +158,23 @@ impl Host {
             // What the cloud sees is the refusal of what it asked for, not the fallback.
             report(json!({ "wedge": { "lastDesiredStatus": status } }));
         }
-        tasks.push(tokio::spawn(report_modules(
-            runtime.clone(),
-            report.clone(),
-        )));
+        tasks.push((
+            "the module status reporter",
+            tokio::spawn(report_modules(runtime.clone(), report.clone())),
+        ));
         let cloud = match cloud {
             None => None,
             Some((cloud, events)) => {
-                tasks.push(tokio::spawn(cloud::serve(
-                    events,
-                    runtime.clone(),
-                    reconciler.clone(),
-                    cloud.clone(),
-                    outbox.clone(),
-                )));
+                tasks.push((
+                    "the cloud's event handler",
+                    tokio::spawn(cloud::serve(
+                        events,
+                        runtime.clone(),
+                        reconciler.clone(),
+                        cloud.clone(),
+                        outbox.clone(),
+                    )),
+                ));
                 Some(cloud)
             }
         };
@@ -171,6 +185,14 @@ impl Host {
             };
             tracing::warn!("no modules run: the deployment has none; nothing runs until {until}");
         }
+        // Everything started: only now is the data dir this wedge's (a failed start after an
+        // upgrade leaves it to the wedge that wrote it).
+        data_version.commit().with_context(|| {
+            format!(
+                "cannot record the data dir's version in {}",
+                data_dir.display()
+            )
+        })?;
         tracing::info!(
             deployment = %deployment.source.display(),
             data_dir = %data_dir.display(),
@@ -184,12 +206,14 @@ impl Host {
             outbox,
             local,
             cloud,
+            store,
+            deployment: tokio::sync::Mutex::new(deployment),
             tasks: Mutex::new(tasks),
             socket,
         });
         // The server holds the host until `shutdown` aborts it.
         let server = tokio::spawn(server::serve(listener, host.clone()));
-        host.tasks().push(server);
+        host.tasks().push(("the control socket's server", server));
         if let Some((listener, offline_grace)) = metrics {
             let sources = metrics::Sources {
                 runtime: host.runtime.clone(),
@@ -200,7 +224,7 @@ impl Host {
             };
             tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
             let server = tokio::spawn(metrics::serve(listener, Arc::new(sources)));
-            host.tasks().push(server);
+            host.tasks().push(("the metrics server", server));
         }
         Ok(host)
     }
@@ -250,14 +274,14 @@ impl Host {
         Err(status.description)
     }
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+    pub(crate) fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, JoinHandle<()>)>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops serving, stops every module and waits for them; removes the control socket.
     pub async fn shutdown(&self) {
         tracing::info!("shutting down");
-        for task in std::mem::take(&mut *self.tasks()) {
+        for (_, task) in std::mem::take(&mut *self.tasks()) {
             task.abort();
         }
         self.runtime.shutdown().await;

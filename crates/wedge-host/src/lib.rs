@@ -10,12 +10,15 @@ pub mod check;
 mod cloud;
 pub mod config;
 pub mod control;
+mod data_version;
 mod get_logs;
 mod host;
 mod metrics;
 mod reconcile;
 mod requests;
+mod service;
 mod status;
 mod upstreams;
 
+pub use data_version::DataVersionError;
 pub use host::Host;

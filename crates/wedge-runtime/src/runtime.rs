@@ -476,6 +476,36 @@ impl Runtime {
             .collect()
     }
 
+    /// Whether every module's first start has come to an end: its instance is up (`init`
+    /// returned), or the start failed (it waits to be restarted, or its policy says never), or
+    /// it is stopped as desired. A failing module does not hold this back: the host is up, and
+    /// says in its status what failed.
+    pub fn settled(&self) -> bool {
+        self.modules().values().all(|h| h.ctx.stats.settled())
+    }
+
+    /// Whether every module's supervisor task still runs. One ends only when the module is
+    /// removed or the runtime shuts down (both take it out of the table first), so an ended
+    /// task here is one that panicked: its module is neither served nor restarted.
+    ///
+    /// # Errors
+    /// The modules whose supervisor ended.
+    pub fn alive(&self) -> Result<(), String> {
+        let ended: Vec<String> = self
+            .modules()
+            .iter()
+            .filter(|(_, h)| h.task.is_finished())
+            .map(|(name, _)| name.clone())
+            .collect();
+        match ended.as_slice() {
+            [] => Ok(()),
+            names => Err(format!(
+                "the supervisor of module(s) {} ended",
+                names.join(", ")
+            )),
+        }
+    }
+
     /// Each module's histogram of call durations (`init`, `on-message`, `on-tick`,
     /// `on-config`, `on-method`), in seconds, by module name.
     pub fn call_seconds(&self) -> Vec<(String, Histogram)> {

@@ -12,6 +12,7 @@ macro_rules! out {
 mod client;
 mod commands;
 mod data_dir;
+mod systemd;
 
 use std::path::PathBuf;
 

@@ -32,8 +32,10 @@ pub(crate) use resolve::Binaries;
 const MODULE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What is running, as the reconciler last left it.
-#[derive(Default)]
 struct Running {
+    /// The deployment file's modules and routes, in the document's shape: what desired
+    /// deployments are merged over. Changed only by [`Reconciler::rebase`].
+    base: Value,
     doc: DeploymentDoc,
     /// Each module's source and the sha256 of the binary it resolved to.
     shas: BTreeMap<String, (String, String)>,
@@ -42,8 +44,6 @@ struct Running {
 /// Applies desired deployments to the runtime, one at a time.
 pub(crate) struct Reconciler {
     runtime: Arc<Runtime>,
-    /// The deployment file's modules and routes, in the document's shape.
-    base: Value,
     /// Limits of durable routes' queues.
     queue_limits: OutboxLimits,
     binaries: Binaries,
@@ -63,12 +63,15 @@ impl Reconciler {
     ) -> Self {
         Reconciler {
             runtime,
-            base,
             queue_limits,
             binaries,
             applied,
             report,
-            running: tokio::sync::Mutex::default(),
+            running: tokio::sync::Mutex::new(Running {
+                base,
+                doc: DeploymentDoc::default(),
+                shas: BTreeMap::new(),
+            }),
         }
     }
 
@@ -81,7 +84,36 @@ impl Reconciler {
     /// not at all, and reports how it went. Waits for an apply in progress first.
     pub(crate) async fn apply(&self, version: Option<u64>, desired: &Value) -> DesiredStatusReport {
         let mut running = self.running.lock().await;
-        let outcome = self.try_apply(&mut running, version, desired).await;
+        let base = running.base.clone();
+        let outcome = self.try_apply(&mut running, &base, version, desired).await;
+        self.conclude(&running, outcome, version, desired).await
+    }
+
+    /// Makes `base` (a deployment file read again) what desired deployments are merged over,
+    /// and applies the desired deployment last applied over it: the same diff as any other
+    /// deployment, so modules whose effective entry did not change keep running untouched.
+    /// Refused, the old base stays, and so does everything that runs; nothing is reported
+    /// then, since what the upstream asked for still runs as it was.
+    pub(crate) async fn rebase(&self, base: Value) -> DesiredStatusReport {
+        let mut running = self.running.lock().await;
+        let (version, desired) = self.applied.desired();
+        match self.try_apply(&mut running, &base, version, &desired).await {
+            Ok(()) => {
+                running.base = base;
+                self.conclude(&running, Ok(()), version, &desired).await
+            }
+            Err(Refusal { code, description }) => DesiredStatusReport { code, description },
+        }
+    }
+
+    /// Logs, keeps and reports the outcome of an apply.
+    async fn conclude(
+        &self,
+        running: &Running,
+        outcome: Result<(), Refusal>,
+        version: Option<u64>,
+        desired: &Value,
+    ) -> DesiredStatusReport {
         let status = match &outcome {
             Ok(()) => DesiredStatusReport::ok(),
             Err(Refusal { code, description }) => DesiredStatusReport {
@@ -120,10 +152,11 @@ impl Reconciler {
     async fn try_apply(
         &self,
         running: &mut Running,
+        base: &Value,
         version: Option<u64>,
         desired: &Value,
     ) -> Result<(), Refusal> {
-        let want = DeploymentDoc::effective(&self.base, desired).map_err(Refusal::invalid)?;
+        let want = DeploymentDoc::effective(base, desired).map_err(Refusal::invalid)?;
         let diff = want.diff(&running.doc);
 
         // 1. Everything that can fail, with nothing changed yet.

@@ -117,6 +117,9 @@ struct Health {
     last_start: Option<SystemTime>,
     last_exit: Option<SystemTime>,
     last_error: Option<String>,
+    /// Whether its first start has come to an end: an instance up (`init` returned), or the
+    /// start failed, or it is stopped as desired. What "the modules run" means for readiness.
+    settled: bool,
 }
 
 impl ModuleStats {
@@ -139,6 +142,7 @@ impl ModuleStats {
                 last_start: None,
                 last_exit: None,
                 last_error: None,
+                settled: false,
             }),
             changes,
         }
@@ -162,6 +166,19 @@ impl ModuleStats {
         });
     }
 
+    /// The instance started: `init` returned.
+    pub(crate) fn up(&self) {
+        self.change(|h| h.settled = true);
+    }
+
+    /// Whether the module's first start has come to an end (see [`Health::settled`]).
+    pub(crate) fn settled(&self) -> bool {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .settled
+    }
+
     /// The instance ended; `state` says what comes next (`error` why, if it failed).
     pub(crate) fn exited(&self, state: RuntimeStatus, error: Option<&str>) {
         self.memory_bytes.store(0, Ordering::Relaxed);
@@ -169,6 +186,7 @@ impl ModuleStats {
             self.call_errors.fetch_add(1, Ordering::Relaxed);
         }
         self.change(|h| {
+            h.settled = true;
             h.state = state;
             h.last_exit = Some(SystemTime::now());
             if let Some(error) = error {

@@ -43,6 +43,7 @@ pub(crate) async fn supervise(
             ctx.stats.starting(image.sha256());
             let exit = match timed(&ctx, Instance::start(&image, ctx.clone())).await {
                 Outcome::Done(mut instance) => {
+                    ctx.stats.up();
                     tracing::info!(sha256 = image.sha256(), "started");
                     serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await
                 }

@@ -9,6 +9,7 @@ pub mod iothub;
 pub mod metrics;
 pub mod mqtt;
 pub mod process;
+pub mod systemd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

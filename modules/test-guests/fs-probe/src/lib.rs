@@ -2,7 +2,7 @@
 //!
 //! `init` tries to read `path` and, if `write` is set, to write `probe` to it, then reports both
 //! outcomes to the twin as `{"read": ..., "write": ...}`. It succeeds either way: the outcome
-//! is the result.
+//! is the result. With `init-ms`, `init` first spins that long (a module slow to start).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,6 +14,8 @@ struct Settings {
     path: String,
     #[serde(default)]
     write: Option<String>,
+    #[serde(default, rename = "init-ms")]
+    init_ms: u64,
 }
 
 fn default_path() -> String {
@@ -25,6 +27,10 @@ struct FsProbe;
 impl Module for FsProbe {
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
+        let start = std::time::Instant::now();
+        while start.elapsed().as_millis() < u128::from(settings.init_ms) {
+            std::hint::spin_loop();
+        }
         let read = match std::fs::read(&settings.path) {
             Ok(bytes) => format!("ok {} bytes", bytes.len()),
             Err(e) => format!("error: {e}"),
