@@ -50,20 +50,20 @@ pub fn build(target: &str, profile: &str) -> anyhow::Result<PathBuf> {
     let cross = Cross::of(target)?;
     cross.ensure_installed()?;
     let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "-p",
-        "wedge",
-        "--profile",
-        profile,
-        "--target",
-        target,
-    ]);
+    cmd.args(["build", "-p", "wedge", "--profile", profile]);
+    // The host's build without `--target`: in `target/<profile>`, where other builds of the
+    // host find it (an explicit `--target` would be a second, separate tree).
+    let mut dir = root().join("target");
+    if cross.gnu.is_some() {
+        cmd.args(["--target", target]);
+        dir.push(target);
+    }
     cross.configure(&mut cmd);
     run(&mut cmd)?;
     // Cargo's directory for the dev profile is `debug`.
-    let dir = if profile == "dev" { "debug" } else { profile };
-    Ok(root().join("target").join(target).join(dir).join("wedge"))
+    Ok(dir
+        .join(if profile == "dev" { "debug" } else { profile })
+        .join("wedge"))
 }
 
 /// How to build for a target: the rustup target, and for one other than the host's, Debian's
