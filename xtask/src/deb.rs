@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use crate::{cargo, root, run};
 
 /// The profile the package is built with: the one meant to ship.
-pub const PROFILE: &str = "release";
+pub const PROFILE: &str = "dist";
 
 /// cargo-deb, pinned: 3.8.0 builds on Rust 1.95 (it needs 1.85).
 const CARGO_DEB_VERSION: &str = "3.8.0";

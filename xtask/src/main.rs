@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod arm64;
 mod bench;
 mod deb;
+mod dist;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
@@ -20,7 +22,11 @@ tasks:
                         telemetry as it flows (until Ctrl-C, or for N seconds)
   test [ARGS...]        install what the tests need, then cargo test --workspace [ARGS...]
   deb                   the Debian package (binary, systemd unit, /etc/wedge/wedge.toml) with
-                        cargo-deb (installed under target/tools when missing), release profile
+                        cargo-deb (installed under target/tools when missing), dist profile
+  dist [--target T]     the shipping build (profile dist) for x86_64 and aarch64 Linux, or T:
+                        target/dist/wedge-<version>-<target>.tar.gz (docs/distribution.md)
+  test-arm64            the aarch64 wedge under qemu-aarch64 on the demo deployment (also the
+                        last step of `test`)
   bench                 every benchmark against a baseline measured in the same run: one table,
                         target/bench/report.json (see docs/benchmarks.md)";
 
@@ -32,6 +38,8 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&args[1..]),
         Some("deb") => deb::deb_task(&args[1..]),
         Some("bench") => bench::bench(),
+        Some("dist") => dist::dist(&args[1..]),
+        Some("test-arm64") => arm64::check(),
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2)
@@ -64,6 +72,11 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// Adds the wasm32-wasip2 target through rustup when it is missing.
 fn ensure_wasm_target() -> anyhow::Result<()> {
+    ensure_rust_target("wasm32-wasip2")
+}
+
+/// Adds `target` through rustup when it is missing.
+fn ensure_rust_target(target: &str) -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
@@ -71,16 +84,16 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
         Ok(out)
             if String::from_utf8_lossy(&out.stdout)
                 .lines()
-                .any(|l| l.trim() == "wasm32-wasip2") =>
+                .any(|l| l.trim() == target) =>
         {
             Ok(())
         }
         Ok(_) => {
-            eprintln!("xtask: adding the wasm32-wasip2 target");
-            run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))
+            eprintln!("xtask: adding the {target} target");
+            run(Command::new("rustup").args(["target", "add", target]))
         }
         Err(_) => {
-            eprintln!("xtask: rustup not found; assuming the wasm32-wasip2 target is installed");
+            eprintln!("xtask: rustup not found; assuming the {target} target is installed");
             Ok(())
         }
     }
@@ -288,5 +301,6 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         &["systemd"],
         "systemd-analyze (to verify the unit file)",
     )?;
-    deb::test_package(args)
+    deb::test_package(args)?;
+    arm64::check()
 }

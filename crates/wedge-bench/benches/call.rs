@@ -20,7 +20,7 @@ const INBOX: usize = wedge_runtime::spec::DEFAULT_INBOX;
 
 #[tokio::main]
 async fn main() {
-    let engine = EngineCtx::new().expect("engine");
+    let engine = wedge_bench::engine();
     let mut samples = Samples::default();
     for _ in 0..rounds(5) {
         let native = native().await;

@@ -25,7 +25,7 @@ struct Workload {
 #[tokio::main]
 async fn main() {
     let hub = Hub::start();
-    let engine = EngineCtx::new().expect("engine");
+    let engine = wedge_bench::engine();
     let rounds = rounds(3);
     let mut rows = Rows::new("e2e", "1 e2e telemetry");
     for size in [256, 4096] {

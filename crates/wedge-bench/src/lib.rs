@@ -268,3 +268,16 @@ pub fn rounds(default: usize) -> usize {
         .filter(|&n| n > 0)
         .unwrap_or(default)
 }
+
+/// The engine of the in-process benches: Cranelift's machine code; with `$WEDGE_BENCH_PULLEY`
+/// set (built with this crate's `pulley` feature), Pulley, wasmtime's interpreter, which is what
+/// 32-bit ARM runs (docs/distribution.md has the comparison).
+pub fn engine() -> wedge_runtime::EngineCtx {
+    if std::env::var_os("WEDGE_BENCH_PULLEY").is_some() {
+        eprintln!("wedge-bench: modules run on Pulley");
+        wedge_runtime::EngineCtx::interpreted(wedge_runtime::Allocation::OnDemand)
+    } else {
+        wedge_runtime::EngineCtx::new()
+    }
+    .expect("engine")
+}

@@ -139,7 +139,30 @@ impl EngineCtx {
     /// [`EngineError::Setup`] if wasmtime refuses the configuration (for pooling: when it
     /// cannot reserve the pool's address space).
     pub fn with_allocation(allocation: Allocation) -> Result<Self, EngineError> {
+        Self::build(allocation, None)
+    }
+
+    /// [`EngineCtx::with_allocation`] running modules on Pulley, wasmtime's interpreter, instead
+    /// of Cranelift's machine code: what a host without a Cranelift backend (32-bit ARM) gets
+    /// anyway. Here to measure that cost, and to test two targets sharing one cache, on hosts
+    /// that have a backend; needs wasmtime's `pulley` feature (wedge-runtime's `pulley`).
+    ///
+    /// # Errors
+    /// As [`EngineCtx::with_allocation`]; and when wasmtime was built without Pulley.
+    pub fn interpreted(allocation: Allocation) -> Result<Self, EngineError> {
+        let pulley = if cfg!(target_pointer_width = "64") {
+            "pulley64"
+        } else {
+            "pulley32"
+        };
+        Self::build(allocation, Some(pulley))
+    }
+
+    fn build(allocation: Allocation, target: Option<&str>) -> Result<Self, EngineError> {
         let mut config = Config::new();
+        if let Some(target) = target {
+            config.target(target).map_err(EngineError::Setup)?;
+        }
         config.wasm_component_model(true).epoch_interruption(true);
         if let Allocation::Pooling { instances } = allocation {
             let mut pool = PoolingAllocationConfig::default();
@@ -258,7 +281,7 @@ impl EngineCtx {
     /// The component of `wasm`, from the cache when it holds this exact `.wasm` compiled by
     /// this engine, intact; compiled (and cached) otherwise.
     fn cached(&self, wasm: &[u8], sha256: &str, dir: &Path) -> wasmtime::Result<Component> {
-        let artifact = dir.join(format!("{sha256}.cwasm"));
+        let artifact = self.artifact(dir, sha256);
         match std::fs::read(&artifact).map(|file| unseal(&file).map(<[u8]>::to_vec)) {
             Ok(Some(code)) => {
                 // SAFETY: `deserialize` runs the machine code in `code`, so it must be what
@@ -284,7 +307,9 @@ impl EngineCtx {
         }
         let component = Component::from_binary(&self.engine, wasm)?;
         let sealed = seal(&component.serialize()?);
+        let engine_dir = artifact.parent().unwrap_or(dir);
         if let Err(e) = wedge_core::files::private_dir(dir)
+            .and_then(|()| wedge_core::files::private_dir(engine_dir))
             .and_then(|()| wedge_core::files::write_atomic(&artifact, &sealed))
         {
             tracing::warn!(artifact = %artifact.display(), "cannot cache the compiled module: {e}");
@@ -304,6 +329,38 @@ fn return_freed_memory() {
     #[allow(unsafe_code)]
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+impl EngineCtx {
+    /// Where the cache in `dir` keeps the component of the `.wasm` whose sha256 is `sha256`:
+    /// `<target>-<compatibility>/<sha256>.cwasm`. The directory is this engine's: its target
+    /// (`x86_64`, `aarch64`, `pulley`) for people reading the data dir, and the start of a
+    /// sha256 of wasmtime's compatibility hash (version, target, CPU features, settings), so
+    /// that engines which cannot load each other's code (a data dir moved to an ARM board, an
+    /// upgrade) each keep their own artifacts instead of replacing the other's at every start.
+    fn artifact(&self, dir: &Path, sha256: &str) -> PathBuf {
+        /// Collects what the hash is fed: `DefaultHasher` is not stable across Rust releases,
+        /// and the directory must be the same after a rebuild.
+        struct Fed(Vec<u8>);
+        impl std::hash::Hasher for Fed {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
+            }
+            fn finish(&self) -> u64 {
+                0
+            }
+        }
+        let mut fed = Fed(Vec::new());
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut fed);
+        let target = if self.engine.is_pulley() {
+            "pulley"
+        } else {
+            std::env::consts::ARCH
+        };
+        let compatibility = &wedge_store::sha256_hex(&fed.0)[..16];
+        dir.join(format!("{target}-{compatibility}"))
+            .join(format!("{sha256}.cwasm"))
     }
 }
 
@@ -338,9 +395,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = EngineCtx::new().unwrap().with_cache(dir.path().into());
         let wasm = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
-        let artifact = dir
-            .path()
-            .join(format!("{}.cwasm", wedge_store::sha256_hex(&wasm)));
+        let artifact = engine.artifact(dir.path(), &wedge_store::sha256_hex(&wasm));
         (dir, engine, wasm, artifact)
     }
 
@@ -370,7 +425,7 @@ mod tests {
             .compile_file(Path::new(wedge_test_artifacts::ECHO))
             .unwrap();
         assert_eq!(std::fs::read(&artifact).unwrap(), compiled);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        let leftovers: Vec<_> = std::fs::read_dir(artifact.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .filter(|name| name.to_string_lossy().contains("tmp"))
@@ -401,6 +456,44 @@ mod tests {
             );
         }
         assert_eq!(unseal(&good[..HEADER_LEN - 1]), None);
+    }
+
+    #[test]
+    fn each_target_has_its_own_cache_and_refuses_another_targets_artifact() {
+        // A data dir that two kinds of host use (moved to an ARM board, or Pulley next to
+        // Cranelift): each loads only what its own engine compiled, and neither replaces the
+        // other's artifact.
+        let dir = tempfile::tempdir().unwrap();
+        let native = EngineCtx::new().unwrap().with_cache(dir.path().into());
+        let pulley = EngineCtx::interpreted(Allocation::OnDemand)
+            .unwrap()
+            .with_cache(dir.path().into());
+        let wasm = std::fs::read(wedge_test_artifacts::ECHO).unwrap();
+        let sha256 = wedge_store::sha256_hex(&wasm);
+        native.compile(&wasm, "echo").unwrap();
+        pulley.compile(&wasm, "echo").unwrap();
+        let native_file = native.artifact(dir.path(), &sha256);
+        let pulley_file = pulley.artifact(dir.path(), &sha256);
+        assert_ne!(native_file, pulley_file);
+        let native_code = std::fs::read(&native_file).expect("the native artifact stays");
+        let pulley_code = std::fs::read(&pulley_file).expect("the Pulley artifact is written");
+        assert_ne!(native_code, pulley_code);
+        let arch = std::env::consts::ARCH;
+        assert!(
+            native_file
+                .parent()
+                .unwrap()
+                .to_string_lossy()
+                .contains(arch),
+            "{} names the target",
+            native_file.display()
+        );
+
+        // Another target's artifact where this engine looks (copied by hand, or a cache from
+        // before the directories): refused by wasmtime, compiled again, and replaced.
+        std::fs::write(&pulley_file, &native_code).unwrap();
+        pulley.compile(&wasm, "echo").unwrap();
+        assert_eq!(std::fs::read(&pulley_file).unwrap(), pulley_code);
     }
 
     #[test]

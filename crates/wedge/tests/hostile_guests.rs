@@ -255,8 +255,10 @@ readings = {{ from = \"sensor/readings\", to = \"gateway/input\" }}
 fn a_damaged_compiled_module_is_compiled_again_and_the_module_starts() {
     let mut host = Host::start(&module("echo", ECHO, ""));
     let compiled = host.data_dir.join("compiled");
+    // `compiled/<target>-<compatibility>/<sha256>.cwasm`
     let artifact = wait_for("the compiled module in the cache", TIMEOUT, || {
-        std::fs::read_dir(&compiled).ok()?.flatten().find_map(|e| {
+        let engine_dir = std::fs::read_dir(&compiled).ok()?.flatten().next()?.path();
+        std::fs::read_dir(engine_dir).ok()?.flatten().find_map(|e| {
             let path = e.path();
             (path.extension()? == "cwasm").then_some(path)
         })
