@@ -73,8 +73,8 @@ impl ModuleImage {
             return Ok(());
         }
         let wanted = match kind {
-            ModuleKind::Module => format!("`{MODULE_EXPORT}` (a wedge module)"),
-            kind => format!("`{}` (kind `{kind}`)", operator::export_name(kind)),
+            ModuleKind::Module => format!("`{}` (a wedge module)", kind.export()),
+            kind => format!("`{}` (kind `{kind}`)", kind.export()),
         };
         let instead = match (self.exports.module.is_some(), offered.as_slice()) {
             (true, _) => "it is a wedge module: remove `kind`".to_string(),
@@ -91,9 +91,6 @@ impl ModuleImage {
         Err(format!("the component does not export {wanted}; {instead}"))
     }
 }
-
-/// The export of a wedge module.
-const MODULE_EXPORT: &str = "wedge:edge/module@0.1.0";
 
 /// How instances get their memories, tables and stacks. The default is wasmtime's on-demand
 /// allocator: `cargo xtask bench` (module start, footprint) measured the pooling allocator
@@ -266,7 +263,8 @@ impl EngineCtx {
             Err(_) if operators.is_some() => None,
             Err(e) => {
                 return Err(error(e.context(format!(
-                    "neither a wedge module (`{MODULE_EXPORT}`) nor an Azure IoT Operations operator (`{}`)",
+                    "neither a wedge module (`{}`) nor an Azure IoT Operations operator (`{}`)",
+                    ModuleKind::Module.export(),
                     operator::EXPORTS_TEXT
                 ))));
             }

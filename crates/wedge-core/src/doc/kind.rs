@@ -48,6 +48,18 @@ impl ModuleKind {
         }
     }
 
+    /// The component export the host calls for this kind.
+    pub fn export(self) -> &'static str {
+        match self {
+            ModuleKind::Module => "wedge:edge/module@0.1.0",
+            ModuleKind::AioMap => "wasm-graph:processor/map@1.1.0",
+            ModuleKind::AioFilter => "wasm-graph:processor/filter@1.1.0",
+            ModuleKind::AioBranch => "wasm-graph:processor/branch@1.1.0",
+            ModuleKind::AioAccumulate => "wasm-graph:processor/accumulate@1.1.0",
+            ModuleKind::AioDelay => "wasm-graph:processor/delay@1.1.0",
+        }
+    }
+
     /// Checks `tick-ms` against the kind: a module may be ticked, an accumulate operator must
     /// be (the tick is its window), the other operators have nothing to tick.
     ///

@@ -45,18 +45,6 @@ pub(crate) struct Exports {
 pub(crate) const EXPORTS_TEXT: &str =
     "wasm-graph:processor/{map,filter,branch,accumulate,delay}@1.1.0";
 
-/// The component export a kind of operator calls.
-pub(crate) fn export_name(kind: ModuleKind) -> &'static str {
-    match kind {
-        ModuleKind::Module => "wedge:edge/module@0.1.0",
-        ModuleKind::AioMap => "wasm-graph:processor/map@1.1.0",
-        ModuleKind::AioFilter => "wasm-graph:processor/filter@1.1.0",
-        ModuleKind::AioBranch => "wasm-graph:processor/branch@1.1.0",
-        ModuleKind::AioAccumulate => "wasm-graph:processor/accumulate@1.1.0",
-        ModuleKind::AioDelay => "wasm-graph:processor/delay@1.1.0",
-    }
-}
-
 impl Exports {
     /// The operator interfaces `pre` exports, if any.
     pub(crate) fn new(pre: &InstancePre<HostState>) -> Option<Exports> {
@@ -143,8 +131,7 @@ impl OperatorInstance {
             Ok(instance) => instance,
             Err(e) => return trapped(&e, store.data()),
         };
-        let missing =
-            || wasmtime::format_err!("the component does not export `{}`", export_name(kind));
+        let missing = || wasmtime::format_err!("the component does not export `{}`", kind.export());
         let loaded = match kind {
             ModuleKind::AioMap => exports
                 .map

@@ -10,4 +10,4 @@ mod host;
 mod instance;
 
 pub(crate) use bindings::AioOperators;
-pub(crate) use instance::{EXPORTS_TEXT, Exports, OperatorInstance, export_name};
+pub(crate) use instance::{EXPORTS_TEXT, Exports, OperatorInstance};
