@@ -122,40 +122,29 @@ pub(crate) fn from_data_model(
     table: &mut ResourceTable,
     model: DataModel,
 ) -> Result<Message, String> {
-    let mut bytes = |b: BufferOrBytes| match b {
-        BufferOrBytes::Bytes(bytes) => Ok(bytes),
-        BufferOrBytes::Buffer(handle) => table
-            .delete(handle)
-            .map(|b| b.0)
-            .map_err(|e| format!("a returned buffer: {e}")),
-    };
     match model {
         DataModel::BufferOrBytes(body) => Ok(Message {
-            body: bytes(body)?,
+            body: bytes(table, body)?,
             ..Message::default()
         }),
         DataModel::Message(m) => {
-            let body = bytes(m.payload)?;
-            bytes(m.topic)?;
-            let mut text = |s: BufferOrString, what: &str| match s {
-                BufferOrString::String(s) => Ok(s),
-                BufferOrString::Buffer(handle) => {
-                    let raw = table
-                        .delete(handle)
-                        .map_err(|e| format!("{what}: a returned buffer: {e}"))?;
-                    String::from_utf8(raw.0).map_err(|_| format!("{what} is not UTF-8"))
-                }
-            };
-            text(m.timestamp.node_id, "the node id")?;
+            let body = bytes(table, m.payload)?;
+            bytes(table, m.topic)?;
+            text(table, m.timestamp.node_id, "the node id")?;
             let content_type = m
                 .content_type
-                .map(|c| text(c, "the content type"))
+                .map(|c| text(table, c, "the content type"))
                 .transpose()?;
             let properties = m
                 .properties
                 .user_properties
                 .into_iter()
-                .map(|(k, v)| Ok((text(k, "a property key")?, text(v, "a property value")?)))
+                .map(|(k, v)| {
+                    Ok((
+                        text(table, k, "a property key")?,
+                        text(table, v, "a property value")?,
+                    ))
+                })
                 .collect::<Result<Vec<_>, String>>()?;
             Ok(Message {
                 body,
@@ -164,28 +153,39 @@ pub(crate) fn from_data_model(
                 content_encoding: None,
             })
         }
-        DataModel::Snapshot(s) => {
-            let body = bytes(s.frame)?;
-            let format = match s.format {
-                BufferOrString::String(s) => s,
-                BufferOrString::Buffer(handle) => String::from_utf8(
-                    table
-                        .delete(handle)
-                        .map_err(|e| format!("the format: {e}"))?
-                        .0,
-                )
-                .map_err(|_| "the format is not UTF-8".to_string())?,
-            };
-            Ok(Message {
-                body,
-                properties: vec![
-                    ("format".into(), format),
-                    ("width".into(), s.width.to_string()),
-                    ("height".into(), s.height.to_string()),
-                ],
-                content_type: None,
-                content_encoding: None,
-            })
+        DataModel::Snapshot(s) => Ok(Message {
+            body: bytes(table, s.frame)?,
+            properties: vec![
+                ("format".into(), text(table, s.format, "the format")?),
+                ("width".into(), s.width.to_string()),
+                ("height".into(), s.height.to_string()),
+            ],
+            content_type: None,
+            content_encoding: None,
+        }),
+    }
+}
+
+/// The bytes of `b`, taking a returned host buffer out of the table.
+fn bytes(table: &mut ResourceTable, b: BufferOrBytes) -> Result<Vec<u8>, String> {
+    match b {
+        BufferOrBytes::Bytes(bytes) => Ok(bytes),
+        BufferOrBytes::Buffer(handle) => table
+            .delete(handle)
+            .map(|b| b.0)
+            .map_err(|e| format!("a returned buffer: {e}")),
+    }
+}
+
+/// The text of `s` (`what` names it in errors), taking a returned host buffer out of the table.
+fn text(table: &mut ResourceTable, s: BufferOrString, what: &str) -> Result<String, String> {
+    match s {
+        BufferOrString::String(s) => Ok(s),
+        BufferOrString::Buffer(handle) => {
+            let raw = table
+                .delete(handle)
+                .map_err(|e| format!("{what}: a returned buffer: {e}"))?;
+            String::from_utf8(raw.0).map_err(|_| format!("{what} is not UTF-8"))
         }
     }
 }
