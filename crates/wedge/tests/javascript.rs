@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Host, body, module, wait_for};
-use wedge_test_artifacts::{CONVERTER_JS, SENSOR};
+use support::{Host, body, module, sensor, wait_for};
+use wedge_test_artifacts::CONVERTER_JS;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -20,11 +20,7 @@ fn deployment(converter_config: &str, routes: &str) -> String {
     format!(
         "{}{}[routes]\nraw = {{ from = \"sensor/readings\", to = \"$upstream\" }}\n\
          readings = {{ from = \"sensor/readings\", to = \"converter/input\" }}\n{routes}",
-        module(
-            "sensor",
-            SENSOR,
-            "tick-ms = 20\nconfig = { temperature = { min = 20.0, max = 35.0 } }"
-        ),
+        sensor(),
         module("converter", CONVERTER_JS, converter_config),
     )
 }

@@ -8,8 +8,8 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use support::{Host, body, module, wait_for};
-use wedge_test_artifacts::{ECHO, FILTER, FILTER_PY, SENSOR};
+use support::{Host, body, module, sensor, wait_for};
+use wedge_test_artifacts::{ECHO, FILTER, FILTER_PY};
 
 /// The pipeline with the Rust filter.
 fn pipeline(threshold: f64) -> String {
@@ -24,11 +24,7 @@ fn pipeline_with(filter: &str, threshold: f64) -> String {
 readings = {{ from = \"sensor/readings\", to = \"filter/input\" }}
 alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
 ",
-        module(
-            "sensor",
-            SENSOR,
-            "tick-ms = 20\nconfig = { temperature = { min = 20.0, max = 35.0 } }"
-        ),
+        sensor(),
         module(
             "filter",
             filter,

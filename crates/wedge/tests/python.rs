@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Host, module, wait_for};
-use wedge_test_artifacts::{ECHO, FILTER_PY, SENSOR};
+use support::{Host, module, sensor, wait_for};
+use wedge_test_artifacts::{ECHO, FILTER_PY};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -21,11 +21,7 @@ readings = {{ from = \"sensor/readings\", to = \"filter/input\" }}
 injected = {{ from = \"feed/out\", to = \"filter/input\" }}
 alerts = {{ from = \"filter/alerts\", to = \"$upstream\" }}
 ",
-        module(
-            "sensor",
-            SENSOR,
-            "tick-ms = 20\nconfig = { temperature = { min = 20.0, max = 35.0 } }"
-        ),
+        sensor(),
         module("filter", FILTER_PY, "config = { threshold = 25.0 }"),
         module("feed", ECHO, ""),
     )

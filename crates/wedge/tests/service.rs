@@ -7,8 +7,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,23 +95,8 @@ impl Service {
         panic!("no `{line}` within {timeout:?}:\n{}", self.log());
     }
 
-    fn request(&self, request: &Value) -> Result<Value, String> {
-        let mut stream =
-            UnixStream::connect(self.data_dir().join("wedge.sock")).map_err(|e| e.to_string())?;
-        writeln!(stream, "{request}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        BufReader::new(stream)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
-        answer["ok"]
-            .is_object()
-            .then(|| answer["ok"].clone())
-            .ok_or(line)
-    }
-
     fn modules(&self) -> Vec<Value> {
-        self.request(&json!({"op": "status"})).unwrap()["modules"]
+        support::request(&self.data_dir(), &json!({"op": "status"})).unwrap()["modules"]
             .as_array()
             .unwrap()
             .clone()

@@ -134,19 +134,7 @@ impl Host {
 
     /// Sends one control request; `Err` is the host's error message.
     pub fn request(&self, request: &Value) -> Result<Value, String> {
-        let mut stream =
-            UnixStream::connect(self.data_dir.join("wedge.sock")).map_err(|e| e.to_string())?;
-        writeln!(stream, "{request}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        BufReader::new(stream)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
-        match (answer.get("ok"), answer.get("error")) {
-            (Some(ok), _) => Ok(ok.clone()),
-            (_, Some(error)) => Err(error.as_str().unwrap_or_default().to_string()),
-            _ => Err(format!("malformed answer {answer}")),
-        }
+        self::request(&self.data_dir, request)
     }
 
     /// Calls `method` of `module` through the control socket; returns its JSON answer.
@@ -191,6 +179,31 @@ impl Host {
     pub fn telemetry(&self) -> Vec<Value> {
         telemetry(&self.data_dir)
     }
+}
+
+/// Sends one control request to the host on `data_dir`; `Err` is the host's error message.
+pub fn request(data_dir: &Path, request: &Value) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(data_dir.join("wedge.sock")).map_err(|e| e.to_string())?;
+    writeln!(stream, "{request}").map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let answer: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line}"))?;
+    match (answer.get("ok"), answer.get("error")) {
+        (Some(ok), _) => Ok(ok.clone()),
+        (_, Some(error)) => Err(error.as_str().unwrap_or_default().to_string()),
+        _ => Err(format!("malformed answer {answer}")),
+    }
+}
+
+/// The demo's sensor as module `sensor`: a reading every 20 ms, 20-35 °C.
+pub fn sensor() -> String {
+    module(
+        "sensor",
+        wedge_test_artifacts::SENSOR,
+        "tick-ms = 20\nconfig = { temperature = { min = 20.0, max = 35.0 } }",
+    )
 }
 
 /// `wedge run` on `deployment`, logging to `log` (appended to: restarts continue it).
