@@ -71,29 +71,25 @@ fn stamp_of(clock: &HybridLogicalClock) -> Timestamp {
     }
 }
 
-/// `message`, arrived on `topic`, as the operator sees it.
+/// `message`, arrived on `topic`, as the operator sees it. Taken by value: its body becomes
+/// the payload buffer without a copy (a caller that forwards the original clones it).
 pub(crate) fn to_data_model(
     table: &mut ResourceTable,
-    message: &Message,
+    message: Message,
     topic: &str,
     clock: &HybridLogicalClock,
 ) -> wasmtime::Result<DataModel> {
-    let payload = table.push(Buffer(message.body.clone()))?;
+    let payload = table.push(Buffer(message.body))?;
     Ok(DataModel::Message(AioMessage {
         timestamp: stamp_of(clock),
         topic: BufferOrBytes::Bytes(topic.as_bytes().to_vec()),
-        content_type: message.content_type.clone().map(BufferOrString::String),
+        content_type: message.content_type.map(BufferOrString::String),
         payload: BufferOrBytes::Buffer(payload),
         properties: MessageProperties {
             user_properties: message
                 .properties
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        BufferOrString::String(k.clone()),
-                        BufferOrString::String(v.clone()),
-                    )
-                })
+                .into_iter()
+                .map(|(k, v)| (BufferOrString::String(k), BufferOrString::String(v)))
                 .collect(),
         },
         schema: None,

@@ -219,7 +219,6 @@ impl OperatorInstance {
     }
 
     pub(crate) async fn on_message(&mut self, input: &str, message: Message) -> Outcome<()> {
-        let stamp = self.clock.now();
         if let Operator::Accumulate(_) = self.operator {
             self.pending.window.push((input.to_string(), message));
             if self.pending.window.len() >= FOLD_BATCH {
@@ -227,14 +226,21 @@ impl OperatorInstance {
             }
             return Outcome::Done(());
         }
-        let model = match to_data_model(self.store.data_mut().table(), &message, input, &stamp) {
+        let stamp = self.clock.now();
+        // A map's result replaces the message, which it gets without a copy; the others pass
+        // the original on.
+        let original = match self.operator {
+            Operator::Map(_) => None,
+            _ => Some(message.clone()),
+        };
+        let model = match to_data_model(self.store.data_mut().table(), message, input, &stamp) {
             Ok(model) => model,
             Err(e) => return Outcome::Trapped(format!("{e:#}")),
         };
         begin_call(&mut self.store);
         let s = &mut self.store;
-        match &self.operator {
-            Operator::Map(g) => {
+        match (&self.operator, original) {
+            (Operator::Map(g), _) => {
                 let result = g.call_process(&mut *s, &model).await;
                 match processed(result, s.data()) {
                     Outcome::Done(model) => match from_data_model(s.data_mut().table(), model) {
@@ -244,31 +250,32 @@ impl OperatorInstance {
                     other => other.map(drop),
                 }
             }
-            Operator::Filter(g) => {
+            (Operator::Filter(g), Some(original)) => {
                 let result = g.call_process(&mut *s, &model).await;
                 match processed(result, s.data()) {
-                    Outcome::Done(true) => forward(&self.ctx, ModuleKind::OUTPUT, message).await,
+                    Outcome::Done(true) => forward(&self.ctx, ModuleKind::OUTPUT, original).await,
                     other => other.map(drop),
                 }
             }
-            Operator::Branch(g) => {
+            (Operator::Branch(g), Some(original)) => {
                 let result = g.call_process(&mut *s, &stamp, &model).await;
                 match processed(result, s.data()) {
                     Outcome::Done(second) => {
                         let output = if second { "true" } else { "false" };
-                        forward(&self.ctx, output, message).await
+                        forward(&self.ctx, output, original).await
                     }
                     other => other.map(drop),
                 }
             }
-            Operator::Delay(g) => {
+            (Operator::Delay(g), Some(original)) => {
                 let result = g.call_process(&mut *s, &model, &stamp).await;
                 match processed(result, s.data()) {
-                    Outcome::Done(until) => self.hold(&until, message).await,
+                    Outcome::Done(until) => self.hold(&until, original).await,
                     other => other.map(drop),
                 }
             }
-            Operator::Accumulate(_) => unreachable!("windowed above"),
+            (Operator::Accumulate(_), _) => unreachable!("windowed above"),
+            (_, None) => unreachable!("the original is kept for every operator but map"),
         }
     }
 
@@ -299,14 +306,16 @@ impl OperatorInstance {
         let stamp = self.clock.now();
         let window = std::mem::take(&mut self.pending.window);
         let table = self.store.data_mut().table();
+        // Taken: a failed fold starts the window over, a good one stages its result.
+        let staged = self.pending.staged.take();
         let converted: wasmtime::Result<(DataModel, Vec<DataModel>)> = (|| {
-            let staged = match &self.pending.staged {
+            let staged = match staged {
                 Some(staged) => to_data_model(table, staged, "", &stamp)?,
                 None => empty(&stamp),
             };
             let items = window
-                .iter()
-                .map(|(input, m)| to_data_model(table, m, input, &stamp))
+                .into_iter()
+                .map(|(input, m)| to_data_model(table, m, &input, &stamp))
                 .collect::<wasmtime::Result<Vec<DataModel>>>()?;
             Ok((staged, items))
         })();
@@ -322,15 +331,9 @@ impl OperatorInstance {
                     self.pending.staged = Some(folded);
                     Outcome::Done(())
                 }
-                Err(e) => {
-                    self.pending.staged = None;
-                    Outcome::Refused(format!("process returned {e}"))
-                }
+                Err(e) => Outcome::Refused(format!("process returned {e}")),
             },
-            other => {
-                self.pending.staged = None;
-                other.map(drop)
-            }
+            other => other.map(drop),
         }
     }
 
