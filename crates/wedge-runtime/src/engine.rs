@@ -252,10 +252,9 @@ impl EngineCtx {
         // need not wait for it.
         let component = match &self.cache_dir {
             Some(dir) => self.cached(wasm, &sha256, dir),
-            None => Component::from_binary(&self.engine, wasm),
+            None => Component::from_binary(&self.engine, wasm).inspect(|_| return_freed_memory()),
         }
         .map_err(error)?;
-        return_freed_memory();
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
         let operators = operator::Exports::new(&pre);
         let module = match EdgeModulePre::new(pre) {
@@ -312,11 +311,14 @@ impl EngineCtx {
         {
             tracing::warn!(artifact = %artifact.display(), "cannot cache the compiled module: {e}");
         }
+        drop(sealed);
+        return_freed_memory();
         Ok(component)
     }
 }
 
-/// Hands the memory freed since (Cranelift's, the serialized copy's) back to the system.
+/// Hands the memory freed since (Cranelift's, the serialized copy's) back to the system: after
+/// a compile, not after a load from the cache, which frees nothing worth the walk of the arenas.
 /// Without it a device keeps a cold compile's peak for good: glibc keeps freed heap in its
 /// per-thread arenas (an 18 MB Python component left the host at ~345 MB RSS, against ~60 MB
 /// when it starts from the cache).
