@@ -20,6 +20,7 @@ pub(crate) fn base_document(deployment: &Deployment) -> Value {
                 "limits": {
                     "memory-mb": spec.memory_mb,
                     "cpu-ms-per-call": spec.cpu_ms_per_call,
+                    "cpu-ms-per-second": spec.cpu_ms_per_second,
                     "inbox": spec.inbox,
                     "state-kb": spec.state_quota_bytes >> 10,
                     "log-kb": spec.log_bytes >> 10,
@@ -29,6 +30,19 @@ pub(crate) fn base_document(deployment: &Deployment) -> Value {
             let hosts = spec.allowed_hosts.entries();
             if !hosts.is_empty() {
                 doc["allowed-hosts"] = json!(hosts);
+            }
+            let (connect, listen) = spec.sockets.entries();
+            if !connect.is_empty() {
+                doc["connect"] = json!(connect);
+            }
+            if !listen.is_empty() {
+                doc["listen"] = json!(listen);
+            }
+            if let Some(http) = &spec.http {
+                doc["http-listen"] = json!(http.listen.to_string());
+                doc["limits"]["http-body-kb"] = json!(http.body_bytes >> 10);
+                doc["limits"]["http-timeout-ms"] = json!(http.timeout_ms);
+                doc["limits"]["http-concurrency"] = json!(http.concurrency);
             }
             if spec.kind.is_operator() {
                 doc["kind"] = json!(spec.kind);

@@ -115,6 +115,17 @@ pub struct ModuleDoc {
     /// The hosts the module may call out to; their syntax is checked elsewhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    /// Where the module may connect through `wasi:sockets` (`tcp://10.0.0.5:502`, …); their
+    /// syntax is checked elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect: Vec<String>,
+    /// Where the module may listen through `wasi:sockets` (`tcp://0.0.0.0:5020`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<String>,
+    /// The address the host serves the module's `wasi:http/incoming-handler` on
+    /// (`127.0.0.1:8081`); no HTTP trigger when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
     /// The period of the module's tick, in milliseconds; no tick when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tick_ms: Option<u64>,
@@ -144,6 +155,9 @@ impl ModuleDoc {
             sha256: None,
             config: empty_object(),
             allowed_hosts: Vec::new(),
+            connect: Vec::new(),
+            listen: Vec::new(),
+            http_listen: None,
             tick_ms: None,
             limits: Limits::default(),
             method_timeout_ms: None,
@@ -168,6 +182,19 @@ pub struct Limits {
     /// CPU time for one call into the module, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ms_per_call: Option<u64>,
+    /// CPU time a long-running module (one exporting `run`) may use per second, in
+    /// milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms_per_second: Option<u64>,
+    /// The HTTP trigger's largest request body, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_body_kb: Option<u64>,
+    /// The time the module gets to answer one HTTP request, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_timeout_ms: Option<u64>,
+    /// HTTP requests the module handles at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_concurrency: Option<u64>,
     /// Messages waiting in the module's inbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbox: Option<u64>,
@@ -522,6 +549,10 @@ fn validate_module(name: &str, module: &ModuleDoc) -> Result<(), DocError> {
         ("tick-ms", module.tick_ms),
         ("limits.memory-mb", limits.memory_mb),
         ("limits.cpu-ms-per-call", limits.cpu_ms_per_call),
+        ("limits.cpu-ms-per-second", limits.cpu_ms_per_second),
+        ("limits.http-body-kb", limits.http_body_kb),
+        ("limits.http-timeout-ms", limits.http_timeout_ms),
+        ("limits.http-concurrency", limits.http_concurrency),
         ("limits.inbox", limits.inbox),
         ("limits.state-kb", limits.state_kb),
         ("limits.log-kb", limits.log_kb),

@@ -143,6 +143,9 @@ fn settings_differ(a: &ModuleDoc, b: &ModuleDoc) -> bool {
         config: _,
         kind,
         allowed_hosts,
+        connect,
+        listen,
+        http_listen,
         tick_ms,
         limits,
         method_timeout_ms,
@@ -153,6 +156,7 @@ fn settings_differ(a: &ModuleDoc, b: &ModuleDoc) -> bool {
     (
         kind,
         allowed_hosts,
+        (connect, listen, http_listen),
         tick_ms,
         limits,
         method_timeout_ms,
@@ -162,6 +166,7 @@ fn settings_differ(a: &ModuleDoc, b: &ModuleDoc) -> bool {
     ) != (
         &b.kind,
         &b.allowed_hosts,
+        (&b.connect, &b.listen, &b.http_listen),
         &b.tick_ms,
         &b.limits,
         &b.method_timeout_ms,

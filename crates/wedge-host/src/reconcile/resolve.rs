@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use wedge_core::doc::{DeploymentDoc, ModuleDoc, RouteSink, RouteSource};
 use wedge_runtime::spec::{
-    AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_INBOX, DEFAULT_LOG_KB,
-    DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, ModuleSpec, Route, Target,
-    UPSTREAM, kib,
+    AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_CPU_MS_PER_SECOND,
+    DEFAULT_HTTP_BODY_KB, DEFAULT_HTTP_CONCURRENCY, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_INBOX,
+    DEFAULT_LOG_KB, DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, HttpTrigger,
+    ModuleSpec, Route, SocketGrants, Target, UPSTREAM, kib,
 };
 use wedge_runtime::{EngineCtx, ModuleImage};
 use wedge_source::{FetchOptions, Source};
@@ -21,15 +22,36 @@ use wedge_store::Blobs;
 pub(crate) fn module_spec(name: &str, doc: &ModuleDoc) -> Result<ModuleSpec, String> {
     let allowed_hosts = AllowedHosts::parse(&doc.allowed_hosts)
         .map_err(|e| format!("modules.{name}.allowed-hosts: {e}"))?;
+    let sockets = SocketGrants::parse(&doc.connect, &doc.listen)
+        .map_err(|(field, e)| format!("modules.{name}.{field}: {e}"))?;
     let limits = &doc.limits;
+    let http = match &doc.http_listen {
+        Some(listen) => Some(HttpTrigger {
+            listen: HttpTrigger::parse_listen(listen)
+                .map_err(|e| format!("modules.{name}.http-listen: {e}"))?,
+            body_bytes: kib(limits.http_body_kb.unwrap_or(DEFAULT_HTTP_BODY_KB)),
+            timeout_ms: limits.http_timeout_ms.unwrap_or(DEFAULT_HTTP_TIMEOUT_MS),
+            concurrency: limits
+                .http_concurrency
+                .map_or(DEFAULT_HTTP_CONCURRENCY as usize, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+        }),
+        None => None,
+    };
     Ok(ModuleSpec {
         kind: doc.kind,
         config: doc.config.clone(),
         allowed_hosts,
+        sockets,
+        http,
         tick_ms: doc.tick_ms,
         data_dir: doc.data_dir,
         memory_mb: limits.memory_mb.unwrap_or(DEFAULT_MEMORY_MB),
         cpu_ms_per_call: limits.cpu_ms_per_call.unwrap_or(DEFAULT_CPU_MS_PER_CALL),
+        cpu_ms_per_second: limits
+            .cpu_ms_per_second
+            .unwrap_or(DEFAULT_CPU_MS_PER_SECOND),
         inbox: limits
             .inbox
             .map_or(DEFAULT_INBOX, |n| usize::try_from(n).unwrap_or(usize::MAX)),

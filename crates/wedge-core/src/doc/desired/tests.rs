@@ -13,7 +13,10 @@ fn example() -> Value {
                 "config": { "temperature": { "min": 20, "max": 35 } },
                 "allowed-hosts": ["https://api.example.com"],
                 "tick-ms": 500,
-                "limits": { "memory-mb": 64, "cpu-ms-per-call": 1000, "inbox": 1024, "state-kb": 1024, "log-kb": 64 },
+                "limits": {
+                    "memory-mb": 64, "cpu-ms-per-call": 1000, "inbox": 1024, "state-kb": 1024, "log-kb": 64,
+                    "cpu-ms-per-second": 250, "http-body-kb": 1024, "http-timeout-ms": 30000, "http-concurrency": 16
+                },
                 "method-timeout-ms": 30000,
                 "data-dir": false,
                 "restart-policy": "always",
@@ -46,6 +49,10 @@ fn all_limits() -> Limits {
         inbox,
         state_kb,
         log_kb: Some(64),
+        cpu_ms_per_second: Some(250),
+        http_body_kb: Some(1024),
+        http_timeout_ms: Some(30_000),
+        http_concurrency: Some(16),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Tests of `wedge.toml` parsing: good files resolve, every bad one names file, line and field.
 
+use super::module::{COMPONENT_HEADER, CORE_MODULE_HEADER};
 use super::*;
-use wedge_runtime::spec::{C2D_OUTPUT, Target, UPSTREAM};
+use wedge_runtime::spec::{C2D_OUTPUT, DEFAULT_MEMORY_MB, Target, UPSTREAM};
 
 struct Fixture {
     dir: tempfile::TempDir,
