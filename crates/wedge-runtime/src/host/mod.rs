@@ -20,8 +20,8 @@ use crate::outbound_http::OutboundHttp;
 use crate::stdio::{LogStream, PanicSlot};
 
 pub(crate) use limits::{CpuMeter, LimitExceeded, MemoryLimits};
-pub(crate) use sockets::add_to_linker as add_sockets_to_linker;
 use sockets::SocketPolicy;
+pub(crate) use sockets::add_to_linker as add_sockets_to_linker;
 
 /// Everything a module instance's store holds. Created fresh for every (re)start of a module.
 pub struct HostState {

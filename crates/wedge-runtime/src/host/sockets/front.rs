@@ -64,7 +64,8 @@ impl Front<'_> {
         if self.policy.grants.uses(protocol) {
             return Ok(());
         }
-        self.policy.refused(&format!("creating a {protocol} socket"));
+        self.policy
+            .refused(&format!("creating a {protocol} socket"));
         Err(ErrorCode::AccessDenied.into())
     }
 }
@@ -118,7 +119,8 @@ impl ip_name_lookup::Host for Front<'_> {
         let key = normalize(&name);
         // An IP literal "resolves" to itself without a lookup; the address check judges it.
         if key.parse::<std::net::IpAddr>().is_err() && !self.policy.may_resolve(&key) {
-            self.policy.refused(&format!("name lookup of `{}`", truncate(&name)));
+            self.policy
+                .refused(&format!("name lookup of `{}`", truncate(&name)));
             return Err(ErrorCode::AccessDenied.into());
         }
         let stream = self.sockets.resolve_addresses(network, name)?;

@@ -87,9 +87,7 @@ impl SocketPolicy {
             // Port 0 is the ephemeral bind before a connect (implicit or explicit); a fixed
             // port is a server's and needs a listen grant.
             SocketAddrUse::TcpBind if addr.port() == 0 => g.connects(Protocol::Tcp),
-            SocketAddrUse::TcpBind | SocketAddrUse::TcpListen => {
-                g.may_listen(Protocol::Tcp, addr)
-            }
+            SocketAddrUse::TcpBind | SocketAddrUse::TcpListen => g.may_listen(Protocol::Tcp, addr),
             // Only reached on a listener that was granted.
             SocketAddrUse::TcpAccept => true,
             SocketAddrUse::TcpConnect => self.may_connect(Protocol::Tcp, addr),

@@ -32,7 +32,11 @@ fn without_grants_every_use_is_refused_and_counted() {
     }
     assert_eq!(denied.load(Ordering::Relaxed), 7);
     assert!(!p.allows(addr("127.0.0.1:53"), SocketAddrUse::UdpReceive));
-    assert_eq!(denied.load(Ordering::Relaxed), 7, "stray datagrams are not the module's");
+    assert_eq!(
+        denied.load(Ordering::Relaxed),
+        7,
+        "stray datagrams are not the module's"
+    );
 }
 
 #[test]
@@ -41,8 +45,14 @@ fn a_client_may_bind_an_ephemeral_port_and_connect_only_where_granted() {
     assert!(p.allows(addr("0.0.0.0:0"), SocketAddrUse::TcpBind));
     assert!(p.allows(addr("127.0.0.1:502"), SocketAddrUse::TcpConnect));
     assert!(!p.allows(addr("127.0.0.1:503"), SocketAddrUse::TcpConnect));
-    assert!(!p.allows(addr("127.0.0.1:502"), SocketAddrUse::TcpBind), "a fixed port is a server's");
-    assert!(!p.allows(addr("0.0.0.0:0"), SocketAddrUse::UdpBind), "no UDP grant");
+    assert!(
+        !p.allows(addr("127.0.0.1:502"), SocketAddrUse::TcpBind),
+        "a fixed port is a server's"
+    );
+    assert!(
+        !p.allows(addr("0.0.0.0:0"), SocketAddrUse::UdpBind),
+        "no UDP grant"
+    );
 }
 
 #[test]
@@ -51,7 +61,10 @@ fn a_server_listens_on_its_grant_and_accepts_anyone() {
     assert!(p.allows(addr("127.0.0.1:5020"), SocketAddrUse::TcpBind));
     assert!(p.allows(addr("0.0.0.0:5020"), SocketAddrUse::TcpListen));
     assert!(!p.allows(addr("0.0.0.0:5021"), SocketAddrUse::TcpListen));
-    assert!(!p.allows(addr("0.0.0.0:0"), SocketAddrUse::TcpListen), "an ephemeral listener");
+    assert!(
+        !p.allows(addr("0.0.0.0:0"), SocketAddrUse::TcpListen),
+        "an ephemeral listener"
+    );
     assert!(p.allows(addr("10.1.2.3:40000"), SocketAddrUse::TcpAccept));
     assert!(!p.allows(addr("127.0.0.1:80"), SocketAddrUse::TcpConnect));
     // UDP: it may answer whoever it heard from, and nobody else.
