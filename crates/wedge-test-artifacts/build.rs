@@ -34,6 +34,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Example module POSTing messages to `url` via wasi:http.",
     ),
     (
+        "MODBUS_POLLER",
+        "modbus_poller",
+        "Example module reading Modbus TCP holding registers every tick and sending them on `registers`.",
+    ),
+    (
         "TRAPPER",
         "trapper",
         "Test guest that traps in `on-message`.",

@@ -23,12 +23,15 @@ use crate::spec::{Protocol, SocketGrants};
 /// answer: a module that resolves or hears from without end must not grow the host's memory.
 const MAX_LEARNED: usize = 1024;
 
+/// The ports of the grants an address was learned for, by protocol.
+type LearnedPorts = Vec<(Protocol, RangeInclusive<u16>)>;
+
 /// One module instance's socket permissions.
 pub(crate) struct SocketPolicy {
     module: String,
     grants: SocketGrants,
     /// Addresses its granted names resolved to, with the ports of those grants.
-    learned: Mutex<HashMap<IpAddr, Vec<(Protocol, RangeInclusive<u16>)>>>,
+    learned: Mutex<HashMap<IpAddr, LearnedPorts>>,
     /// The name each open resolve-address stream resolves, by its handle.
     streams: Mutex<HashMap<u32, String>>,
     /// UDP peers that sent it a datagram on a listen grant: it may answer them.
