@@ -316,3 +316,24 @@ fn a_port_below_1024_without_the_capability_is_refused_and_says_what_to_grant() 
         assert!(stderr.contains(needle), "`{stderr}` should say `{needle}`");
     }
 }
+
+#[test]
+fn grants_come_and_go_with_the_cloud_deployment() {
+    let server = TcpPong::start("127.0.0.1");
+    let host = Host::start(&module("p", NET_PROBE, ""));
+    let addr = server.addr.to_string();
+    assert_denied(&probe(&host, "p", "tcp-connect", &addr), "before the grant");
+
+    let granted =
+        json!({"modules": {"p": {"source": NET_PROBE, "connect": [format!("tcp://{addr}")]}}});
+    host.deploy(&granted).unwrap();
+    assert_eq!(probe(&host, "p", "tcp-connect", &addr)["ok"], "pong");
+
+    host.deploy(&json!({"modules": {"p": {"source": NET_PROBE, "connect": []}}}))
+        .unwrap();
+    assert_denied(
+        &probe(&host, "p", "tcp-connect", &addr),
+        "after the grant is taken away",
+    );
+    assert_eq!(server.accepted(), 1);
+}
