@@ -84,6 +84,16 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "big",
         "Benchmark guest: a deliberately large component (12 000 generated functions) for cold-compile memory.",
     ),
+    (
+        "WEBHOOK",
+        "webhook",
+        "Example module: JSON POSTed to its HTTP trigger becomes telemetry on `events`.",
+    ),
+    (
+        "HTTP_PROBE",
+        "http_probe",
+        "Test guest of the HTTP trigger (HTTP only): `/sleep/<ms>`, `/spin`, `/trap`, else 200.",
+    ),
 ];
 
 /// Modules in other languages: constant name, directory under `modules/` (entry point
