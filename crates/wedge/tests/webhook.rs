@@ -141,6 +141,11 @@ fn posted_json_becomes_telemetry_and_other_requests_are_refused() {
         "{http}"
     );
     assert_eq!(host.module_status("webhook")["state"], "running");
+    let table = String::from_utf8(host.cli(&["status"]).stdout).unwrap();
+    assert!(
+        table.contains("http webhook: 0 in flight; answered 2xx 1, 5xx 0, other 2"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -305,6 +310,59 @@ fn an_address_in_use_is_the_modules_clear_error_not_the_hosts() {
         "{states:?}"
     );
     assert_eq!(request(shared, "GET", "/", "").status, 200);
+}
+
+/// Runs `wedge deploy` on `deployment` (a desired document merged over the file's).
+fn deploy(host: &Host, deployment: &serde_json::Value) {
+    let file = host.deployment.dir.path().join("deployment.json");
+    std::fs::write(&file, deployment.to_string()).unwrap();
+    let out = host.cli(&["deploy", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn refused(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+#[test]
+fn the_trigger_moves_stops_and_starts_with_the_deployment() {
+    let (first, second) = (free_port(), free_port());
+    let host = Host::start(&webhook(first, ""));
+    wait_listening(first);
+    assert_eq!(post(first, "/a", "1").status, 202);
+
+    // A new address: the old one is let go, the new one served, with the same telemetry.
+    let moved =
+        serde_json::json!({"modules": {"webhook": {"http-listen": format!("127.0.0.1:{second}")}}});
+    deploy(&host, &moved);
+    wait_listening(second);
+    wait_for("the first address let go", Duration::from_secs(10), || {
+        refused(first).then_some(())
+    });
+    assert_eq!(post(second, "/b", "2").status, 202);
+    wait_for("both events at the hub", Duration::from_secs(10), || {
+        (host.telemetry().len() == 2).then_some(())
+    });
+
+    // Stopped: nothing listens. Running again: served again.
+    deploy(
+        &host,
+        &serde_json::json!({"modules": {"webhook": {"status": "stopped"}}}),
+    );
+    wait_for("the address let go", Duration::from_secs(10), || {
+        refused(second).then_some(())
+    });
+    assert_eq!(host.module_status("webhook")["state"], "stopped");
+    deploy(
+        &host,
+        &serde_json::json!({"modules": {"webhook": {"status": "running"}}}),
+    );
+    wait_listening(second);
+    assert_eq!(post(second, "/c", "3").status, 202);
 }
 
 #[test]
