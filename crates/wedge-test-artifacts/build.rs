@@ -94,6 +94,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "http_probe",
         "Test guest of the HTTP trigger (HTTP only): `/sleep/<ms>`, `/spin`, `/trap`, else 200.",
     ),
+    (
+        "HTTP_BOTH",
+        "http_both",
+        "Test guest exporting a wedge module and an HTTP handler, counting requests in its state.",
+    ),
 ];
 
 /// Modules in other languages: constant name, directory under `modules/` (entry point

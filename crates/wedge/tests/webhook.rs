@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{Host, free_port, module, run_refused, wait_for};
-use wedge_test_artifacts::{ECHO, HTTP_PROBE, WEBHOOK};
+use wedge_test_artifacts::{ECHO, HTTP_BOTH, HTTP_PROBE, WEBHOOK};
 
 /// One answer: status and what followed the head.
 #[derive(Debug)]
@@ -310,6 +310,55 @@ fn an_address_in_use_is_the_modules_clear_error_not_the_hosts() {
         "{states:?}"
     );
     assert_eq!(request(shared, "GET", "/", "").status, 200);
+}
+
+#[test]
+fn a_full_destination_gets_503_and_nothing_is_sent() {
+    // The events go to a stopped module's inbox of one, which refuses when full.
+    let port = free_port();
+    let toml = format!(
+        "{}{}\n[routes]\nevents = {{ from = \"webhook/events\", to = \"echo/in\", when-full = \"reject\" }}\n",
+        module(
+            "webhook",
+            WEBHOOK,
+            &format!("http-listen = \"127.0.0.1:{port}\"")
+        ),
+        module("echo", ECHO, "inbox = 1"),
+    );
+    let host = Host::start(&toml);
+    deploy(
+        &host,
+        &serde_json::json!({"modules": {"echo": {"status": "stopped"}}}),
+    );
+    wait_for("echo stopped", Duration::from_secs(10), || {
+        (host.module_status("echo")["state"] == "stopped").then_some(())
+    });
+    wait_listening(port);
+    assert_eq!(post(port, "/a", "1").status, 202);
+    let answer = post(port, "/b", "2");
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.body.contains("full"), "{answer:?}");
+    assert_eq!(host.module_status("echo")["queued"], 1);
+}
+
+#[test]
+fn a_component_with_both_exports_is_a_module_and_a_handler_sharing_its_state() {
+    let port = free_port();
+    let host = Host::start(&module(
+        "both",
+        HTTP_BOTH,
+        &format!("http-listen = \"127.0.0.1:{port}\""),
+    ));
+    wait_listening(port);
+    for n in 1..=3 {
+        let answer = request(port, "GET", "/", "");
+        assert_eq!(
+            (answer.status, answer.body.trim()),
+            (200, n.to_string().as_str())
+        );
+    }
+    // The module's own instance (its `init` ran, its methods answer) sees what they stored.
+    assert_eq!(host.call("both", "hits", &serde_json::json!({}))["hits"], 3);
 }
 
 /// Runs `wedge deploy` on `deployment` (a desired document merged over the file's).
