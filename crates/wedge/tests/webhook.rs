@@ -266,6 +266,14 @@ fn a_handler_that_spins_gets_504_within_the_timeout_and_a_trap_500_and_the_next_
         "the trap is named: {status}"
     );
     assert_eq!(status["state"], "running", "{status}");
+
+    // Clients decide how often a handler traps: the host's log does not grow with them.
+    for _ in 0..20 {
+        assert_eq!(request(port, "GET", "/trap", "").status, 500);
+    }
+    let logged = host.log().matches("HTTP request trapped").count();
+    assert!((1..=5).contains(&logged), "{logged} traps logged of 21");
+    assert_eq!(host.module_status("probe")["http"]["failed"], 21);
 }
 
 #[test]

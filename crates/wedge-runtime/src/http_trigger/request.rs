@@ -19,11 +19,17 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::host::{HostState, MemoryLimits};
-use crate::module::{ModuleCtx, Outcome, begin_call, new_store, trapped};
+use crate::limiter::RateLimiter;
+use crate::module::{ModuleCtx, Outcome, begin_call, new_store, trapped_quietly};
 use crate::spec::HttpTrigger;
 
 use super::body::{self, BodyError};
 use super::stats::Ending;
+
+/// The host's warnings about a module's failed requests (traps, timeouts): a burst of
+/// `WARN_BURST`, then `WARN_PER_MINUTE`. They come as fast as clients send requests.
+const WARN_BURST: u32 = 5;
+const WARN_PER_MINUTE: u32 = 6;
 
 /// What the guest's (or the host's own) answer carries.
 pub(super) type Body = HyperOutgoingBody;
@@ -35,12 +41,18 @@ pub(super) struct Handler {
     trigger: HttpTrigger,
     /// One permit per request in flight (`http-concurrency`).
     slots: Arc<Semaphore>,
+    warnings: Arc<RateLimiter>,
 }
 
 impl Handler {
     pub(super) fn new(ctx: Arc<ModuleCtx>, pre: ProxyPre<HostState>, trigger: HttpTrigger) -> Self {
         Handler {
             slots: Arc::new(Semaphore::new(trigger.concurrency)),
+            warnings: Arc::new(RateLimiter::new(
+                WARN_BURST,
+                WARN_PER_MINUTE,
+                Duration::from_secs(60),
+            )),
             ctx,
             pre,
             trigger,
@@ -123,6 +135,7 @@ impl Handler {
             Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e:#}")),
         };
         let pre = self.pre.clone();
+        let warnings = self.warnings.clone();
         let span = tracing::info_span!("module", module = %ctx.name);
         let task = tokio::spawn(
             async move {
@@ -137,10 +150,14 @@ impl Handler {
                 };
                 match tokio::time::timeout_at(deadline, run).await {
                     Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(match trapped::<()>(&e, store.data()) {
-                        Outcome::Trapped(e) | Outcome::Refused(e) => e,
-                        Outcome::Exited | Outcome::Done(()) => "the handler exited".into(),
-                    }),
+                    Ok(Err(e)) => {
+                        // The whole story (wasm backtrace) for the log; one line for status.
+                        warn(&warnings, || tracing::warn!("HTTP request trapped: {e:?}"));
+                        Some(match trapped_quietly::<()>(&e, store.data()) {
+                            Outcome::Trapped(e) | Outcome::Refused(e) => e,
+                            Outcome::Exited | Outcome::Done(()) => "the handler exited".into(),
+                        })
+                    }
                     Err(_) => None, // answered 504 already, or its body is cut off
                 }
             }
@@ -167,7 +184,7 @@ impl Handler {
                 task.abort();
                 ctx.stats.http.count(Ending::TimedOut);
                 let error = format!("no answer within {timeout:?} (`http-timeout-ms`)");
-                tracing::warn!(module = %ctx.name, "HTTP request: {error}");
+                warn(&self.warnings, || tracing::warn!("HTTP request: {error}"));
                 ctx.stats.call_refused(&format!("HTTP request: {error}"));
                 plain(StatusCode::GATEWAY_TIMEOUT, error)
             }
@@ -182,6 +199,14 @@ impl Handler {
             .call_refused(&format!("HTTP request: {error}"));
         plain(StatusCode::INTERNAL_SERVER_ERROR, error)
     }
+}
+
+/// Logs with `log` unless the module's failures are being logged too often.
+fn warn(warnings: &RateLimiter, log: impl FnOnce()) {
+    warnings.gate(
+        |n| tracing::warn!("{n} more failed HTTP requests were not logged"),
+        log,
+    );
 }
 
 /// A request in flight: its concurrency permit, and its place in the module's count. Moves

@@ -11,6 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::request::Handler;
 
@@ -31,7 +32,7 @@ pub(super) async fn serve(listener: TcpListener, handler: Arc<Handler>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) if connections.len() < MAX_CONNECTIONS => {
-                    connections.spawn(connection(stream, handler.clone()));
+                    connections.spawn(connection(stream, handler.clone()).in_current_span());
                 }
                 Ok(_) => tracing::debug!("HTTP trigger: too many connections, one closed"),
                 Err(error) => {
