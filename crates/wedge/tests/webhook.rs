@@ -112,8 +112,12 @@ fn probe(port: u16, limits: &str) -> String {
 
 #[test]
 fn posted_json_becomes_telemetry_and_other_requests_are_refused() {
-    let port = free_port();
-    let host = Host::start(&webhook(port, ""));
+    let (port, metrics) = (free_port(), free_port());
+    let host = Host::start(&format!(
+        "{}{}",
+        support::metrics::metrics_table(metrics, 60),
+        webhook(port, "")
+    ));
     wait_listening(port);
 
     let answer = post(port, "/doors/3", r#"{"door":"open","at":12}"#);
@@ -146,6 +150,13 @@ fn posted_json_becomes_telemetry_and_other_requests_are_refused() {
         table.contains("http webhook: 0 in flight; answered 2xx 1, 5xx 0, other 2"),
         "{table}"
     );
+    let scrape = support::metrics::Scrape::take(metrics);
+    for (outcome, n) in [("ok", 1.0), ("other", 2.0), ("too_large", 0.0)] {
+        let sample = format!(
+            "wedge_module_http_requests_total{{module_name=\"webhook\",outcome=\"{outcome}\"}}"
+        );
+        assert_eq!(scrape.get(&sample), n, "{sample}");
+    }
 }
 
 #[test]
