@@ -229,7 +229,7 @@ impl Runtime {
                 if let Some((inbox, capacity)) = inbox {
                     inbox.set_capacity(capacity);
                 }
-                self.restart_http(module, new_image).await;
+                self.restart_http(module, new_image, true).await;
                 Ok(())
             }
             Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
@@ -259,10 +259,17 @@ impl Runtime {
 
     /// Stops `module`'s HTTP trigger, if it has one, and starts it again as its (new) spec
     /// says, with `image` if the binary changed: new limits or address, a stop, or another try
-    /// at an address that was busy.
-    async fn restart_http(&self, module: &str, image: Option<ModuleImage>) {
+    /// at an address that was busy. With `keep`, a trigger that serves what it should already
+    /// is left as it is.
+    async fn restart_http(&self, module: &str, image: Option<ModuleImage>, keep: bool) {
         let old = match self.modules().get_mut(module) {
-            Some(handle) => handle.http.take(),
+            Some(handle) => {
+                let image = image.as_ref().unwrap_or(&handle.image);
+                match &handle.http {
+                    Some(http) if keep && http.serves(&handle.ctx, image) => return,
+                    _ => handle.http.take(),
+                }
+            }
             None => return,
         };
         if let Some(old) = old {
@@ -471,7 +478,7 @@ impl Runtime {
         let (_, control) = self.handle(module)?;
         match ask(&control, |reply| Control::Restart { reply }, timeout).await {
             Ok(Some(())) => {
-                self.restart_http(module, None).await;
+                self.restart_http(module, None, false).await;
                 Ok(())
             }
             Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),

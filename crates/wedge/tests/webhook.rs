@@ -392,6 +392,38 @@ fn deploy(host: &Host, deployment: &serde_json::Value) {
     );
 }
 
+/// POSTs a small JSON body on the open connection `stream`, keeping it open; the status.
+fn keep_alive_post(stream: &mut TcpStream, port: u16) -> u16 {
+    write!(
+        stream,
+        "POST /kept HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    .unwrap();
+    // Read one answer: its head, then a body of Content-Length bytes or chunks up to the last.
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let head = head.to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            let done = match length {
+                Some(length) => body.len() >= length,
+                None => body.ends_with("0\r\n\r\n"),
+            };
+            if done {
+                return head.split(' ').nth(1).unwrap().parse().unwrap();
+            }
+        }
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed: {text:?}");
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
+
 fn refused(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_err()
 }
@@ -415,6 +447,25 @@ fn the_trigger_moves_stops_and_starts_with_the_deployment() {
     wait_for("both events at the hub", Duration::from_secs(10), || {
         (host.telemetry().len() == 2).then_some(())
     });
+
+    // Another setting (read by each request afresh) keeps the trigger and its connections.
+    let mut kept = TcpStream::connect(("127.0.0.1", second)).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(keep_alive_post(&mut kept, second), 202);
+    let starts = host.module_status("webhook")["starts"].clone();
+    deploy(
+        &host,
+        &serde_json::json!({"modules": {"webhook": {"limits": {"memory-mb": 32}}}}),
+    );
+    wait_for("the module updated", Duration::from_secs(10), || {
+        (host.module_status("webhook")["starts"] != starts).then_some(())
+    });
+    assert_eq!(
+        keep_alive_post(&mut kept, second),
+        202,
+        "the same connection"
+    );
 
     // Stopped: nothing listens. Running again: served again.
     deploy(

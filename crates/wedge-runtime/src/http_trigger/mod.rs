@@ -27,6 +27,7 @@ use wedge_core::DesiredStatus;
 
 use crate::ModuleImage;
 use crate::module::ModuleCtx;
+use crate::spec::HttpTrigger;
 
 pub use stats::HttpCounts;
 pub(crate) use stats::HttpStats;
@@ -37,6 +38,9 @@ const BACKLOG: u32 = 1024;
 /// A running HTTP trigger. Stopping it closes the listener and its connections.
 pub(crate) struct HttpServer {
     task: JoinHandle<()>,
+    /// What it serves: the address and limits, and the binary.
+    trigger: HttpTrigger,
+    sha256: String,
 }
 
 impl HttpServer {
@@ -64,11 +68,23 @@ impl HttpServer {
         };
         ctx.stats.http.set_error(None);
         tracing::info!(module = %ctx.name, %listen, "serving HTTP");
-        let handler = Arc::new(request::Handler::new(ctx.clone(), pre, trigger));
+        let handler = Arc::new(request::Handler::new(ctx.clone(), pre, trigger.clone()));
         let span = tracing::info_span!("module", module = %ctx.name);
         Some(HttpServer {
             task: tokio::spawn(server::serve(listener, handler).instrument(span)),
+            trigger,
+            sha256: image.sha256().to_string(),
         })
+    }
+
+    /// Whether it serves what `ctx`'s module, running `image`, is to serve now: then an update
+    /// that changed other settings (`memory-mb`, …, which each request reads afresh) keeps
+    /// it, and its clients' connections.
+    pub(crate) fn serves(&self, ctx: &ModuleCtx, image: &ModuleImage) -> bool {
+        let spec = ctx.spec();
+        spec.status != DesiredStatus::Stopped
+            && spec.http.as_ref() == Some(&self.trigger)
+            && image.sha256() == self.sha256
     }
 
     /// Stops listening and closes its connections; returns once the address is free again.
