@@ -94,6 +94,21 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "net_probe",
         "Test guest trying the socket operation its `probe` method names and answering what happened.",
     ),
+    (
+        "WEBHOOK",
+        "webhook",
+        "Example module: JSON POSTed to its HTTP trigger becomes telemetry on `events`.",
+    ),
+    (
+        "HTTP_PROBE",
+        "http_probe",
+        "Test guest of the HTTP trigger (HTTP only): `/sleep/<ms>`, `/spin`, `/trap`, else 200.",
+    ),
+    (
+        "HTTP_BOTH",
+        "http_both",
+        "Test guest exporting a wedge module and an HTTP handler, counting requests in its state.",
+    ),
 ];
 
 /// Modules in other languages: constant name, directory under `modules/` (entry point

@@ -8,6 +8,8 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
 use crate::operator::{self, AioOperators};
@@ -34,9 +36,9 @@ pub enum EngineError {
     },
 }
 
-/// A compiled component whose imports the host provides, and which exports `wedge:edge/module`
-/// or at least one Azure IoT Operations operator interface: ready to instantiate. Cheap to
-/// clone.
+/// A compiled component whose imports the host provides, and which exports `wedge:edge/module`,
+/// `wasi:http/incoming-handler` or at least one Azure IoT Operations operator interface: ready
+/// to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct ModuleImage {
     /// Shared by every module running the same binary (see [`EngineCtx::compile`]).
@@ -50,6 +52,8 @@ pub(crate) struct Exports {
     pub module: Option<EdgeModulePre<HostState>>,
     /// Its operator interfaces, when it has any.
     pub operators: Option<operator::Exports>,
+    /// `wasi:http/incoming-handler@0.2.x`, when it serves HTTP (the HTTP trigger).
+    pub http: Option<ProxyPre<HostState>>,
 }
 
 impl ModuleImage {
@@ -58,15 +62,32 @@ impl ModuleImage {
         &self.sha256
     }
 
-    /// Checks that the component can run as `kind`: it exports what that kind calls.
+    /// Checks that the component can run as `kind`, served on an HTTP trigger when `http`
+    /// (the deployment sets `http-listen`): it exports what that kind calls, and
+    /// `wasi:http/incoming-handler` when it is to serve HTTP. A wedge module may export
+    /// `wedge:edge/module`, the handler, or both.
     ///
     /// # Errors
     /// What it lacks, and what it exports instead.
-    pub fn supports(&self, kind: ModuleKind) -> Result<(), String> {
+    pub fn supports(&self, kind: ModuleKind, http: bool) -> Result<(), String> {
+        let serves_http = self.exports.http.is_some();
+        if http && !serves_http {
+            return Err(format!(
+                "`http-listen` is set, but the component does not export `{HTTP_EXPORT}`: remove \
+                 `http-listen`, or build the module as an HTTP handler"
+            ));
+        }
         let operators = self.exports.operators.as_ref();
         let offered = operators.map(|o| o.kinds()).unwrap_or_default();
         let has = match kind {
-            ModuleKind::Module => self.exports.module.is_some(),
+            ModuleKind::Module if self.exports.module.is_none() && serves_http && !http => {
+                return Err(format!(
+                    "the component only serves HTTP (`{HTTP_EXPORT}`, no `{}`): set \
+                     `http-listen` to the address to serve it on",
+                    kind.export()
+                ));
+            }
+            ModuleKind::Module => self.exports.module.is_some() || serves_http,
             kind => offered.contains(&kind),
         };
         if has {
@@ -91,6 +112,9 @@ impl ModuleImage {
         Err(format!("the component does not export {wanted}; {instead}"))
     }
 }
+
+/// The export the HTTP trigger calls, as the errors name it.
+pub(crate) const HTTP_EXPORT: &str = "wasi:http/incoming-handler@0.2.x";
 
 /// How instances get their memories, tables and stacks. The default is wasmtime's on-demand
 /// allocator: `cargo xtask bench` (module start, footprint) measured the pooling allocator
@@ -238,7 +262,8 @@ impl EngineCtx {
     ///
     /// # Errors
     /// [`EngineError::Compile`]: not a component, invalid, imports something the host does not
-    /// provide, or exports neither `wedge:edge/module` nor an operator interface.
+    /// provide, or exports none of `wedge:edge/module`, `wasi:http/incoming-handler` and the
+    /// operator interfaces.
     pub fn compile(&self, wasm: &[u8], what: &str) -> Result<ModuleImage, EngineError> {
         let error = |reason| EngineError::Compile {
             what: what.to_string(),
@@ -258,18 +283,24 @@ impl EngineCtx {
         .map_err(error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
         let operators = operator::Exports::new(&pre);
+        let http = ProxyPre::new(pre.clone()).ok();
         let module = match EdgeModulePre::new(pre) {
             Ok(module) => Some(module),
-            Err(_) if operators.is_some() => None,
+            Err(_) if operators.is_some() || http.is_some() => None,
             Err(e) => {
                 return Err(error(e.context(format!(
-                    "neither a wedge module (`{}`) nor an Azure IoT Operations operator (`{}`)",
+                    "neither a wedge module (`{}` or `{HTTP_EXPORT}`) nor an Azure IoT \
+                     Operations operator (`{}`)",
                     ModuleKind::Module.export(),
                     operator::EXPORTS_TEXT
                 ))));
             }
         };
-        let exports = Arc::new(Exports { module, operators });
+        let exports = Arc::new(Exports {
+            module,
+            operators,
+            http,
+        });
         let mut loaded = loaded();
         loaded.retain(|_, image| image.strong_count() > 0);
         loaded.insert(sha256.clone(), Arc::downgrade(&exports));

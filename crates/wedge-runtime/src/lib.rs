@@ -12,6 +12,7 @@ mod bindings;
 mod durable_route;
 mod engine;
 mod host;
+mod http_trigger;
 mod inbox;
 mod limiter;
 mod message;
@@ -24,6 +25,7 @@ pub mod spec;
 mod stdio;
 
 pub use engine::{Allocation, EPOCH_TICK, EngineCtx, EngineError, ModuleImage};
+pub use http_trigger::HttpCounts;
 pub use module::{
     LogLevel, LogLine, LogPage, LogQuery, MethodResult, ModuleStatus, OperatorSeries,
 };

@@ -15,6 +15,7 @@ use wedge_store::{Outbox, OutboxLimits, Store};
 
 use crate::durable_route;
 use crate::engine::{EngineCtx, ModuleImage};
+use crate::http_trigger::HttpServer;
 use crate::inbox::{Inbox, inbox};
 use crate::module::{
     Control, LogPage, LogQuery, MethodResult, ModuleCtx, ModuleStats, ModuleStatus, Update,
@@ -75,6 +76,10 @@ struct ModuleHandle {
     inbox: Inbox,
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
+    /// The binary it runs, for restarting its HTTP trigger.
+    image: ModuleImage,
+    /// Its HTTP trigger, while it listens.
+    http: Option<HttpServer>,
 }
 
 struct RouteHandle {
@@ -172,7 +177,8 @@ impl Runtime {
         ));
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
         self.router.set_inbox(name, inbox_tx.clone());
-        let task = tokio::spawn(supervise(ctx.clone(), image, inbox_rx, control_rx));
+        let http = HttpServer::start(&ctx, &image);
+        let task = tokio::spawn(supervise(ctx.clone(), image.clone(), inbox_rx, control_rx));
         modules.insert(
             name.to_string(),
             ModuleHandle {
@@ -180,6 +186,8 @@ impl Runtime {
                 inbox: inbox_tx,
                 control: control_tx,
                 task,
+                image,
+                http,
             },
         );
         drop(modules);
@@ -207,6 +215,7 @@ impl Runtime {
             .modules()
             .get(module)
             .map(|h| (h.inbox.clone(), spec.inbox));
+        let new_image = image.clone();
         let request = |reply| {
             Control::Update(Box::new(Update {
                 spec,
@@ -220,6 +229,7 @@ impl Runtime {
                 if let Some((inbox, capacity)) = inbox {
                     inbox.set_capacity(capacity);
                 }
+                self.restart_http(module, new_image, true).await;
                 Ok(())
             }
             Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
@@ -238,10 +248,44 @@ impl Runtime {
             .remove(module)
             .ok_or_else(|| RuntimeError::UnknownModule(module.to_string()))?;
         self.router.remove_inbox(module);
+        if let Some(http) = handle.http {
+            http.stop().await;
+        }
         drop(handle.control);
         let _ = handle.task.await;
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
+    }
+
+    /// Stops `module`'s HTTP trigger, if it has one, and starts it again as its (new) spec
+    /// says, with `image` if the binary changed: new limits or address, a stop, or another try
+    /// at an address that was busy. With `keep`, a trigger that serves what it should already
+    /// is left as it is.
+    async fn restart_http(&self, module: &str, image: Option<ModuleImage>, keep: bool) {
+        let old = match self.modules().get_mut(module) {
+            Some(handle) => {
+                let image = image.as_ref().unwrap_or(&handle.image);
+                match &handle.http {
+                    Some(http) if keep && http.serves(&handle.ctx, image) => return,
+                    _ => handle.http.take(),
+                }
+            }
+            None => return,
+        };
+        if let Some(old) = old {
+            old.stop().await;
+        }
+        let mut modules = self.modules();
+        if let Some(handle) = modules.get_mut(module) {
+            if let Some(image) = image {
+                handle.image = image;
+            }
+            if handle.http.is_none() {
+                handle.http = HttpServer::start(&handle.ctx, &handle.image);
+            }
+        }
+        drop(modules);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Makes `routes` the routing table. Routes that stay as they are keep running (a durable
@@ -433,7 +477,10 @@ impl Runtime {
     pub async fn restart(&self, module: &str, timeout: Duration) -> Result<(), RuntimeError> {
         let (_, control) = self.handle(module)?;
         match ask(&control, |reply| Control::Restart { reply }, timeout).await {
-            Ok(Some(())) => Ok(()),
+            Ok(Some(())) => {
+                self.restart_http(module, None, false).await;
+                Ok(())
+            }
             Ok(None) => Err(RuntimeError::UnknownModule(module.to_string())),
             Err(_) => Err(RuntimeError::Timeout(module.to_string(), timeout)),
         }
@@ -468,10 +515,21 @@ impl Runtime {
         self.modules()
             .iter()
             .map(|(name, h)| {
-                let desired = h.ctx.spec().status;
-                h.ctx
+                let spec = h.ctx.spec();
+                let mut status = h
+                    .ctx
                     .stats
-                    .snapshot(name, desired, h.ctx.config(), &h.inbox)
+                    .snapshot(name, spec.status, h.ctx.config(), &h.inbox);
+                if spec.http.is_some() {
+                    let http = h.ctx.stats.http.counts();
+                    // A module that cannot listen does not do what it is deployed for.
+                    if let Some(error) = &http.error {
+                        status.state = wedge_core::doc::RuntimeStatus::Failed;
+                        status.last_error = Some(error.clone());
+                    }
+                    status.http = Some(http);
+                }
+                status
             })
             .collect()
     }
@@ -527,6 +585,9 @@ impl Runtime {
             std::mem::take(&mut *self.modules()).into_values().collect();
         for handle in handles {
             self.router.remove_inbox(&handle.ctx.name);
+            if let Some(http) = handle.http {
+                http.stop().await;
+            }
             drop(handle.control);
             let _ = handle.task.await;
         }

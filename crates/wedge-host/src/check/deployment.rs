@@ -61,12 +61,12 @@ pub(super) async fn compile(deployment: &Deployment) -> Vec<Check> {
         let check_name = format!("module {name}");
         let engine = engine.clone();
         let path = module.path.clone();
-        let kind = module.spec.kind;
+        let (kind, http) = (module.spec.kind, module.spec.http.is_some());
         let outcome = blocking(COMPILE_TIMEOUT, move || {
             let image = engine.compile_file(&path)?;
             Ok::<_, wedge_runtime::EngineError>(
                 image
-                    .supports(kind)
+                    .supports(kind, http)
                     .map_err(|e| format!("{}: {e}", path.display())),
             )
         })

@@ -161,6 +161,44 @@ impl Collector for Scrape {
             "1 for the state the module is in (running, backoff, failed, stopped), 0 for the others",
             states,
         )?;
+        // wedge's own: HTTP triggers (modules with `http-listen`).
+        let triggers: Vec<_> = modules
+            .iter()
+            .filter_map(|m| m.http.as_ref().map(|http| (m.name.clone(), http)))
+            .collect();
+        let outcomes = triggers
+            .iter()
+            .flat_map(|(name, h)| {
+                [
+                    ("ok", h.ok),
+                    ("other", h.other),
+                    ("server_error", h.server_errors),
+                    ("too_large", h.too_large),
+                    ("busy", h.busy),
+                    ("timed_out", h.timed_out),
+                    ("failed", h.failed),
+                ]
+                .map(|(outcome, n)| {
+                    let labels = vec![("module_name", name.clone()), ("outcome", outcome.into())];
+                    (labels, n)
+                })
+            })
+            .collect();
+        counters(
+            e,
+            "wedge_module_http_requests",
+            "Requests to the module's HTTP trigger, by outcome: as the module answered (ok: 2xx, server_error: 5xx, other), or as the host did (too_large: 413, busy: 503, timed_out: 504 or 408, failed: 500 for a trap)",
+            outcomes,
+        )?;
+        gauges(
+            e,
+            "wedge_module_http_in_flight",
+            "Requests the module's HTTP trigger is handling now",
+            triggers
+                .iter()
+                .map(|(name, h)| (vec![("module_name", name.clone())], h.in_flight))
+                .collect(),
+        )?;
         let calls = e.encode_descriptor(
             "wedge_module_call_duration_seconds",
             "How long calls into the module took (init, on-message, on-tick, on-config, on-method)",

@@ -143,6 +143,7 @@ mod tests {
             last_error: Some("wasm trap: unreachable".into()),
             config: serde_json::Value::Null,
             operator_metrics: Vec::new(),
+            http: None,
         }
     }
 

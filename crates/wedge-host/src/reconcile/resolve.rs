@@ -163,7 +163,7 @@ impl Binaries {
             .map_err(|e| format!("modules.{name}: compilation failed: {e}"))?
             .map_err(|e| e.to_string())?;
         image
-            .supports(doc.kind)
+            .supports(doc.kind, doc.http_listen.is_some())
             .map_err(|e| format!("modules.{name}: {}: {e}", doc.source))?;
         Ok(image)
     }

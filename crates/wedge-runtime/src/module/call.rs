@@ -85,16 +85,22 @@ pub(crate) fn outcome<T>(
 
 /// A call that ended in an error: a clean exit (`exit(0)`), or a failure.
 pub(crate) fn trapped<T>(error: &wasmtime::Error, state: &HostState) -> Outcome<T> {
+    if error.downcast_ref::<wasmtime_wasi::I32Exit>().is_none() {
+        // The whole story (wasm backtrace, error chain) for the log; one line for status.
+        tracing::warn!("trap: {error:?}");
+    }
+    trapped_quietly(error, state)
+}
+
+/// [`trapped`] without its log record, for a caller that rate-limits its own: the HTTP
+/// trigger, whose traps come as fast as clients send requests.
+pub(crate) fn trapped_quietly<T>(error: &wasmtime::Error, state: &HostState) -> Outcome<T> {
     match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         Some(wasmtime_wasi::I32Exit(0)) => Outcome::Exited,
         Some(wasmtime_wasi::I32Exit(status)) => {
             Outcome::Trapped(format!("the module exited with status {status}"))
         }
-        None => {
-            // The whole story (wasm backtrace, error chain) for the log; one line for status.
-            tracing::warn!("trap: {error:?}");
-            Outcome::Trapped(cause(error, state))
-        }
+        None => Outcome::Trapped(cause(error, state)),
     }
 }
 

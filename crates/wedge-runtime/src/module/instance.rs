@@ -23,20 +23,25 @@ pub(crate) use super::call::Outcome;
 pub(crate) enum Instance {
     Module(ModuleInstance),
     Operator(Box<OperatorInstance>),
+    /// A component exporting only `wasi:http/incoming-handler`: nothing to call here, its
+    /// requests are served by the HTTP trigger (`crate::http_trigger`), an instance each.
+    HttpOnly,
 }
 
 impl Instance {
     /// Instantiates the module as its kind says and calls `init` with its active
     /// configuration.
     pub(crate) async fn start(image: &ModuleImage, ctx: Arc<ModuleCtx>) -> Outcome<Instance> {
-        let kind = ctx.spec().kind;
-        if let Err(e) = image.supports(kind) {
+        let spec = ctx.spec();
+        let kind = spec.kind;
+        if let Err(e) = image.supports(kind, spec.http.is_some()) {
             return Outcome::Trapped(e);
         }
         match (kind, &image.exports.module) {
             (ModuleKind::Module, Some(pre)) => {
                 ModuleInstance::start(pre, ctx).await.map(Instance::Module)
             }
+            (ModuleKind::Module, None) => Outcome::Done(Instance::HttpOnly),
             _ => OperatorInstance::start(image, kind, ctx)
                 .await
                 .map(|i| Instance::Operator(Box::new(i))),
@@ -47,6 +52,7 @@ impl Instance {
         match self {
             Instance::Module(m) => m.on_config(&config.to_string()).await,
             Instance::Operator(o) => o.on_config().await,
+            Instance::HttpOnly => Outcome::Done(()),
         }
     }
 
@@ -54,6 +60,7 @@ impl Instance {
         match self {
             Instance::Module(m) => m.on_message(input, message).await,
             Instance::Operator(o) => o.on_message(input, message).await,
+            Instance::HttpOnly => Outcome::Refused("the module only serves HTTP".into()),
         }
     }
 
@@ -61,6 +68,7 @@ impl Instance {
         match self {
             Instance::Module(m) => m.on_tick().await,
             Instance::Operator(o) => o.on_tick().await,
+            Instance::HttpOnly => Outcome::Done(()),
         }
     }
 
@@ -68,6 +76,10 @@ impl Instance {
         match self {
             Instance::Module(m) => m.on_method(name, payload).await,
             Instance::Operator(o) => Outcome::Done(o.on_method()),
+            Instance::HttpOnly => Outcome::Done(MethodResult {
+                status: 501,
+                payload: r#"{"error":"the module only serves HTTP: it has no methods"}"#.into(),
+            }),
         }
     }
 
@@ -75,14 +87,14 @@ impl Instance {
     /// it holds), if ever.
     pub(crate) fn wake_at(&self) -> Option<Instant> {
         match self {
-            Instance::Module(_) => None,
+            Instance::Module(_) | Instance::HttpOnly => None,
             Instance::Operator(o) => o.wake_at(),
         }
     }
 
     pub(crate) async fn on_wake(&mut self) -> Outcome<()> {
         match self {
-            Instance::Module(_) => Outcome::Done(()),
+            Instance::Module(_) | Instance::HttpOnly => Outcome::Done(()),
             Instance::Operator(o) => o.on_wake().await,
         }
     }

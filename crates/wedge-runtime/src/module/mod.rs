@@ -21,7 +21,7 @@ use crate::router::Router;
 use crate::spec::ModuleSpec;
 
 pub(crate) use crate::inbox::InboxReceiver;
-pub(crate) use call::{Outcome, begin_call, new_store, outcome, trapped};
+pub(crate) use call::{Outcome, begin_call, new_store, outcome, trapped, trapped_quietly};
 pub(crate) use log_ring::LogRing;
 pub use log_ring::{DEFAULT_LOG_KB, LogLevel, LogLine, LogPage, LogQuery};
 pub(crate) use logs::Source;

@@ -11,6 +11,8 @@ use wedge_core::DesiredStatus;
 use wedge_core::doc::RuntimeStatus;
 use wedge_core::truncate;
 
+use crate::http_trigger::{HttpCounts, HttpStats};
+
 use super::operator_metrics::{OperatorMetric, OperatorMetrics, OperatorSeries};
 
 /// Upper bounds of the call-duration buckets, in seconds: 10 µs (a call that does nothing) to
@@ -72,6 +74,9 @@ pub struct ModuleStatus {
     /// What an Azure IoT Operations operator recorded through its `metrics` import.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operator_metrics: Vec<OperatorSeries>,
+    /// Its HTTP trigger's counts, when it has one (`http-listen`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCounts>,
 }
 
 /// `error` as one line of at most [`MAX_ERROR_LEN`] bytes: status displays show one line per
@@ -111,6 +116,8 @@ pub(crate) struct ModuleStats {
     pub call_seconds: Histogram,
     /// An operator's own metrics.
     operator_metrics: OperatorMetrics,
+    /// What its HTTP trigger counts.
+    pub http: HttpStats,
     health: Mutex<Health>,
     /// Bumped at every change of health, so that a reporter can wait for one.
     changes: watch::Sender<u64>,
@@ -142,6 +149,7 @@ impl ModuleStats {
             memory_bytes: Arc::default(),
             call_seconds: Histogram::new(CALL_BUCKETS.iter().copied()),
             operator_metrics: OperatorMetrics::default(),
+            http: HttpStats::default(),
             health: Mutex::new(Health {
                 state: RuntimeStatus::Running,
                 sha256,
@@ -255,6 +263,7 @@ impl ModuleStats {
             last_error: health.last_error.clone(),
             config,
             operator_metrics: self.operator_metrics.snapshot(),
+            http: None,
         }
     }
 }

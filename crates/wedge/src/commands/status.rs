@@ -71,6 +71,26 @@ fn table(status: &serde_json::Value) -> anyhow::Result<()> {
             m["last-error"].as_str().unwrap_or("-"),
         );
     }
+    // The HTTP triggers' counts, one line each: the table would be too wide with them.
+    for m in status["modules"].as_array().into_iter().flatten() {
+        let http = &m["http"];
+        if http.is_object() {
+            let count = |key: &str| http[key].as_u64().unwrap_or(0);
+            out!(
+                "http {}: {} in flight; answered 2xx {}, 5xx {}, other {}; refused 413 {}, 503 {}; \
+                 timed out {}; failed {}",
+                m["name"].as_str().unwrap_or("?"),
+                count("in-flight"),
+                count("ok"),
+                count("server-errors"),
+                count("other"),
+                count("too-large"),
+                count("busy"),
+                count("timed-out"),
+                count("failed"),
+            );
+        }
+    }
     let upstream = &status["upstream"];
     let link = &upstream["link"];
     let connection = match (link["connected"].as_bool(), link["last-error"].as_str()) {
