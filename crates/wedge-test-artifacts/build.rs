@@ -80,6 +80,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Benchmark guest sending `per-tick` messages of `size` bytes on `out`, one per call or in `batch`es.",
     ),
     (
+        "RUNNER",
+        "runner",
+        "Test guest: a long-running module (`service.run`) serving, spinning, trapping, failing or returning as its `mode` says.",
+    ),
+    (
         "BIG",
         "big",
         "Benchmark guest: a deliberately large component (12 000 generated functions) for cold-compile memory.",

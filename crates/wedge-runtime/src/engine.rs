@@ -10,6 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
+use crate::module::ServiceExport;
 use crate::operator::{self, AioOperators};
 use crate::spec::ModuleKind;
 
@@ -50,6 +51,8 @@ pub(crate) struct Exports {
     pub module: Option<EdgeModulePre<HostState>>,
     /// Its operator interfaces, when it has any.
     pub operators: Option<operator::Exports>,
+    /// `wedge:edge/service` (a long-running module's `run`), when it has it.
+    pub service: Option<ServiceExport>,
 }
 
 impl ModuleImage {
@@ -257,6 +260,8 @@ impl EngineCtx {
         .map_err(error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
         let operators = operator::Exports::new(&pre);
+        let service =
+            ServiceExport::find(pre.component()).map_err(|e| error(wasmtime::Error::msg(e)))?;
         let module = match EdgeModulePre::new(pre) {
             Ok(module) => Some(module),
             Err(_) if operators.is_some() => None,
@@ -268,7 +273,11 @@ impl EngineCtx {
                 ))));
             }
         };
-        let exports = Arc::new(Exports { module, operators });
+        let exports = Arc::new(Exports {
+            module,
+            operators,
+            service,
+        });
         let mut loaded = loaded();
         loaded.retain(|_, image| image.strong_count() > 0);
         loaded.insert(sha256.clone(), Arc::downgrade(&exports));
