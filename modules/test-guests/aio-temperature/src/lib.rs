@@ -136,31 +136,13 @@ fn check_state_store() -> Result<(), String> {
         .map_err(|e| format!("{e:?}"))
     };
     del("check", None)?;
-    expect(
-        "set if absent on an absent key",
-        set_if("check", "a", OnlyIfDoesNotExist)?,
-    )?;
-    expect(
-        "set if absent on a present key",
-        !set_if("check", "b", OnlyIfDoesNotExist)?,
-    )?;
-    expect(
-        "the refused set changed nothing",
-        get("check").as_deref() == Some(b"a"),
-    )?;
-    expect(
-        "set if equal, equal",
-        set_if("check", "a", OnlyIfEqualOrDoesNotExist)?,
-    )?;
-    expect(
-        "set if equal, different",
-        !set_if("check", "c", OnlyIfEqualOrDoesNotExist)?,
-    )?;
+    expect("set if absent on an absent key", set_if("check", "a", OnlyIfDoesNotExist)?)?;
+    expect("set if absent on a present key", !set_if("check", "b", OnlyIfDoesNotExist)?)?;
+    expect("the refused set changed nothing", get("check").as_deref() == Some(b"a"))?;
+    expect("set if equal, equal", set_if("check", "a", OnlyIfEqualOrDoesNotExist)?)?;
+    expect("set if equal, different", !set_if("check", "c", OnlyIfEqualOrDoesNotExist)?)?;
     expect("set unconditionally", set_if("check", "d", Unconditional)?)?;
-    expect(
-        "vdel of another value is -1",
-        del("check", Some("x"))? == -1,
-    )?;
+    expect("vdel of another value is -1", del("check", Some("x"))? == -1)?;
     expect("vdel of the value is 1", del("check", Some("d"))? == 1)?;
     expect("the key is gone", get("check").is_none())?;
     expect("del of an absent key is 0", del("check", None)? == 0)?;
@@ -172,10 +154,7 @@ fn check_state_store() -> Result<(), String> {
         }),
     };
     let refused = state_store::set(b"check", b"e", None, None, expiring);
-    expect(
-        "expiry is refused, not ignored",
-        refused.is_err() && get("check").is_none(),
-    )
+    expect("expiry is refused, not ignored", refused.is_err() && get("check").is_none())
 }
 
 /// Counts one `process` call in the metrics and in the state store; returns the count.

@@ -17,10 +17,7 @@ impl Module for Big {
         if name != "eval" {
             return Err(format!("method `{name}` is not implemented"));
         }
-        let n: u64 = payload
-            .trim()
-            .parse()
-            .map_err(|e| format!("payload: {e}"))?;
+        let n: u64 = payload.trim().parse().map_err(|e| format!("payload: {e}"))?;
         let f = FUNCTIONS[(n as usize) % FUNCTIONS.len()];
         Ok(MethodResponse {
             status: 200,

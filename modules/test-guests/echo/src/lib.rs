@@ -58,9 +58,7 @@ impl Module for Echo {
             // Logs `{"level": "warn", "text": "…"}` through `log.log`, or with `"stderr": true`
             // writes the text to stderr: records for `wedge logs` to find.
             "log" => {
-                let text = payload["text"]
-                    .as_str()
-                    .ok_or("payload must have a `text`")?;
+                let text = payload["text"].as_str().ok_or("payload must have a `text`")?;
                 match (payload["stderr"] == true, payload["level"].as_str()) {
                     (true, _) => eprintln!("{text}"),
                     (false, Some("error")) => log::error(text),

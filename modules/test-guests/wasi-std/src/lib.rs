@@ -45,9 +45,7 @@ fn config_value(key: &str) -> Value {
 }
 
 fn text(bytes: Option<Vec<u8>>) -> Value {
-    bytes.map_or(Value::Null, |b| {
-        Value::String(String::from_utf8_lossy(&b).into())
-    })
+    bytes.map_or(Value::Null, |b| Value::String(String::from_utf8_lossy(&b).into()))
 }
 
 fn batch_round() -> Result<Value, String> {
@@ -108,11 +106,7 @@ impl Guest for WasiStd {
         let answer = match name.as_str() {
             "config" => {
                 let all = config::get_all().map_err(|e| format!("{e:?}"))?;
-                Value::Object(
-                    all.into_iter()
-                        .map(|(k, v)| (k, Value::String(v)))
-                        .collect(),
-                )
+                Value::Object(all.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
             }
             "batch" => batch_round()?,
             "open-other" => match store::open("other") {
@@ -127,12 +121,7 @@ impl Guest for WasiStd {
                     Err(e) => json!({"error": format!("{e:?}")}),
                 }
             }
-            _ => {
-                return Ok(MethodResponse {
-                    status: 404,
-                    payload: "{}".into(),
-                });
-            }
+            _ => return Ok(MethodResponse { status: 404, payload: "{}".into() }),
         };
         Ok(MethodResponse {
             status: 200,
