@@ -89,6 +89,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "big",
         "Benchmark guest: a deliberately large component (12 000 generated functions) for cold-compile memory.",
     ),
+    (
+        "NET_PROBE",
+        "net_probe",
+        "Test guest trying the socket operation its `probe` method names and answering what happened.",
+    ),
 ];
 
 /// Modules in other languages: constant name, directory under `modules/` (entry point

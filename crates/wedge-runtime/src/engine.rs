@@ -178,6 +178,7 @@ impl EngineCtx {
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError::Setup)?;
+        crate::host::add_sockets_to_linker(&mut linker).map_err(EngineError::Setup)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(EngineError::Setup)?;
         EdgeModule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)

@@ -1,6 +1,7 @@
 //! Outbound `wasi:http` requests, allowed only to the module's `allowed-hosts`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -13,19 +14,28 @@ pub(crate) struct OutboundHttp {
     allowed: AllowedHosts,
     /// The rate of denial warnings: a module retrying a denied request must not fill the log.
     warnings: Arc<RateLimiter>,
+    /// Refused requests, for `wedge status`.
+    denied: Arc<AtomicU64>,
 }
 
 impl OutboundHttp {
-    pub(crate) fn new(module: &str, allowed: AllowedHosts, warnings: Arc<RateLimiter>) -> Self {
+    pub(crate) fn new(
+        module: &str,
+        allowed: AllowedHosts,
+        warnings: Arc<RateLimiter>,
+        denied: Arc<AtomicU64>,
+    ) -> Self {
         OutboundHttp {
             module: module.to_string(),
             allowed,
             warnings,
+            denied,
         }
     }
 
     /// Warns that a request to `uri` was denied, at the rate of `warnings`.
     fn warn_denied(&self, uri: &http::Uri) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
         let module = &self.module;
         self.warnings.gate(
             |n| tracing::warn!(module = %module, "{n} more outbound HTTP requests were denied"),
@@ -117,6 +127,7 @@ mod tests {
             "m",
             AllowedHosts::parse(&["http://127.0.0.1:8080"]).unwrap(),
             Arc::new(RateLimiter::for_denials()),
+            Arc::default(),
         );
         let ok: http::Uri = "http://127.0.0.1:8080/ingest?x=1".parse().unwrap();
         let other_port: http::Uri = "http://127.0.0.1:9090/".parse().unwrap();

@@ -48,17 +48,6 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
     tokio::runtime::Runtime::new().unwrap().block_on(future)
 }
 
-/// Writes `deployment` to a file and runs `wedge deploy` on it; `Err` is its stderr.
-fn deploy(host: &Host, deployment: &Value) -> Result<Value, String> {
-    let file = host.deployment.dir.path().join("deployment.json");
-    std::fs::write(&file, deployment.to_string()).unwrap();
-    let out = host.cli(&["deploy", file.to_str().unwrap()]);
-    match out.status.success() {
-        true => Ok(serde_json::from_slice(&out.stdout).unwrap()),
-        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-    }
-}
-
 fn reported(host: &Host) -> Value {
     host.request(&json!({"op": "twin-get"})).unwrap()["reported"]["wedge"].clone()
 }
@@ -112,7 +101,7 @@ fn the_cloud_adds_configures_swaps_and_removes_modules() {
         &echo_url,
         &sha256(&echo_wasm),
     );
-    let answer = deploy(&host, &first).unwrap();
+    let answer = host.deploy(&first).unwrap();
     assert_eq!(answer["status"]["code"], 200, "{answer}");
     wait_for("numbers at the hub", TIMEOUT, || {
         (delivered(&host).len() >= 20).then_some(())
@@ -130,11 +119,8 @@ fn the_cloud_adds_configures_swaps_and_removes_modules() {
 
     // 2. A new configuration reaches the same instance (no restart).
     let started = host.module_status("echo")["last-start"].clone();
-    deploy(
-        &host,
-        &json!({"modules": {"echo": {"config": {"mark": 7}}}}),
-    )
-    .unwrap();
+    host.deploy(&json!({"modules": {"echo": {"config": {"mark": 7}}}}))
+        .unwrap();
     wait_for("echo reporting its new config", TIMEOUT, || {
         let twin = host.request(&json!({"op": "twin-get"})).unwrap();
         let properties = &twin["reported"]["wedge"]["modules"]["echo"]["properties"];
@@ -151,7 +137,7 @@ fn the_cloud_adds_configures_swaps_and_removes_modules() {
     let echo_v2 = new_version(&echo_wasm);
     let v2_url = files.put("echo-2.wasm", &echo_v2);
     let swap = json!({"modules": {"echo": {"source": v2_url, "sha256": sha256(&echo_v2)}}});
-    deploy(&host, &swap).unwrap();
+    host.deploy(&swap).unwrap();
     wait_for("echo running the new binary", TIMEOUT, || {
         (host.module_status("echo")["sha256"] == sha256(&echo_v2)).then_some(())
     });
@@ -173,7 +159,7 @@ fn the_cloud_adds_configures_swaps_and_removes_modules() {
 
     // 4. Removal: the module and its routes go; the counter keeps running.
     let removal = json!({"modules": {"echo": null}, "routes": {"counts": null, "echoed": null}});
-    deploy(&host, &removal).unwrap();
+    host.deploy(&removal).unwrap();
     let status = host.request(&json!({"op": "status"})).unwrap();
     let names: Vec<&str> = status["modules"]
         .as_array()
@@ -196,7 +182,7 @@ fn the_cloud_adds_configures_swaps_and_removes_modules() {
     let before = next(&host);
     let upgrade =
         json!({"modules": {"counter": {"source": registry.oci_source("wedge/counter:2.0")}}});
-    deploy(&host, &upgrade).unwrap();
+    host.deploy(&upgrade).unwrap();
     wait_for("the counter running 2.0", TIMEOUT, || {
         (host.module_status("counter")["sha256"] == sha256(&counter_v2)).then_some(())
     });
@@ -217,7 +203,7 @@ fn a_broken_deployment_is_refused_whole_and_the_running_modules_keep_going() {
                                   "tick-ms": 5 } },
         "routes": { "up": { "from": "counter/counts", "to": "$upstream" } },
     });
-    deploy(&host, &running).unwrap();
+    host.deploy(&running).unwrap();
 
     let extra = |module: Value| json!({ "modules": { "extra": module } });
     let cases = [
@@ -260,7 +246,7 @@ fn a_broken_deployment_is_refused_whole_and_the_running_modules_keep_going() {
     ];
     for (deployment, needles) in cases {
         let before = next(&host);
-        let error = deploy(&host, &deployment).expect_err("refused");
+        let error = host.deploy(&deployment).expect_err("refused");
         for needle in needles {
             assert!(error.contains(needle), "`{error}` should name `{needle}`");
         }
@@ -291,7 +277,7 @@ fn a_restart_without_network_runs_what_the_cloud_deployed() {
         &echo_url,
         &sha256(&echo_wasm),
     );
-    deploy(&host, &deployment).unwrap();
+    host.deploy(&deployment).unwrap();
     wait_for("numbers at the hub", TIMEOUT, || {
         (!delivered(&host).is_empty()).then_some(())
     });
@@ -325,7 +311,7 @@ fn registry_credentials_come_from_the_device_and_stay_secret() {
 
     // Without credentials the registry refuses, and so does the deployment.
     let host = Host::start(ONLY_AN_UPSTREAM);
-    let error = deploy(&host, &deployment).expect_err("no credentials");
+    let error = host.deploy(&deployment).expect_err("no credentials");
     assert!(
         error.contains("modules.counter.source") && error.contains("not authorized"),
         "{error}"
@@ -341,7 +327,7 @@ fn registry_credentials_come_from_the_device_and_stay_secret() {
     let host = Host::start(&format!(
         "{ONLY_AN_UPSTREAM}\n[sources]\nregistry-auth-file = {auth:?}\n"
     ));
-    deploy(&host, &deployment).unwrap();
+    host.deploy(&deployment).unwrap();
     wait_for("the counter running", TIMEOUT, || {
         (host.module_status("counter")["state"] == "running").then_some(())
     });
@@ -359,7 +345,7 @@ fn a_restart_whose_deployment_cannot_be_applied_runs_the_file_and_says_why() {
     std::fs::copy(COUNTER, &wasm).unwrap();
     let mut host = Host::start(&format!("{}[routes]\n", support::module("echo", ECHO, "")));
     let deployment = json!({"modules": {"counter": {"source": wasm, "tick-ms": 20}}});
-    let version = deploy(&host, &deployment).unwrap()["version"].clone();
+    let version = host.deploy(&deployment).unwrap()["version"].clone();
 
     // The file the module came from is gone: the next start cannot run it.
     std::fs::remove_file(&wasm).unwrap();

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use wedge_core::TopicTemplate;
 use wedge_core::doc::NAME_RULE;
-use wedge_runtime::spec::is_valid_module_name;
+use wedge_runtime::spec::{check_privileged_ports, check_unique_listens, is_valid_module_name};
 use wedge_store::{OutboxLimits, WhenFull};
 
 use dps::FileDps;
@@ -130,13 +130,27 @@ impl Deployment {
         };
 
         let mut modules = BTreeMap::new();
+        let mut spans = BTreeMap::new();
         for (name, module) in file.modules {
             let field = format!("modules.{name}");
             if !is_valid_module_name(&name) {
                 return Err(at.error(module.span(), &field, NAME_RULE));
             }
+            spans.insert(name.clone(), module.span());
             let spec = module_spec(&at, base, &field, module.into_inner())?;
             modules.insert(name, spec);
+        }
+        // Across modules: the error names the module and field; the position is its table.
+        let listens = modules.iter().map(|(n, m)| (n.as_str(), &m.spec));
+        let checked = check_unique_listens(listens).and_then(|()| {
+            modules
+                .iter()
+                .try_for_each(|(n, m)| check_privileged_ports(n, &m.spec))
+        });
+        if let Err(e) = checked {
+            let module = e.split('.').nth(1).unwrap_or_default();
+            let span = spans.get(module).cloned().unwrap_or_default();
+            return Err(at.error(span, "", &e));
         }
 
         let routes = routes::parse(&at, file.routes, &modules)?;

@@ -136,6 +136,12 @@ impl Collector for Scrape {
             "Log records dropped because the module logged more than its rate",
             per_module(|m| m.logs_suppressed, "module_name"),
         )?;
+        counters(
+            e,
+            "wedge_module_network_denied",
+            "Uses of the network refused: HTTP requests outside allowed-hosts, sockets outside connect and listen",
+            per_module(|m| m.network_denied, "module_name"),
+        )?;
         let states = modules
             .iter()
             .flat_map(|m| {

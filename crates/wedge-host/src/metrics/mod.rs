@@ -137,6 +137,7 @@ mod tests {
             methods: 0,
             memory_bytes: 0,
             logs_suppressed: 0,
+            network_denied: 0,
             last_start: None,
             last_exit: None,
             last_error: Some("wasm trap: unreachable".into()),

@@ -167,6 +167,7 @@ impl Reconciler {
                 resolve::module_spec(name, module).map_err(Refusal::bad)?,
             );
         }
+        resolve::check_listens(&specs).map_err(Refusal::bad)?;
         let mut images: BTreeMap<String, ModuleImage> = BTreeMap::new();
         for name in diff.added.iter().chain(&diff.binary_changed) {
             let known = self.applied.sha256(&want.modules[name].source);

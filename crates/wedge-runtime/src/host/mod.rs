@@ -5,6 +5,7 @@ pub(crate) mod config;
 pub(crate) mod keyvalue;
 mod limits;
 mod log;
+mod sockets;
 mod state;
 mod telemetry;
 mod twin;
@@ -19,6 +20,8 @@ use crate::outbound_http::OutboundHttp;
 use crate::stdio::{LogStream, PanicSlot};
 
 pub(crate) use limits::{CpuMeter, LimitExceeded, MemoryLimits};
+use sockets::SocketPolicy;
+pub(crate) use sockets::add_to_linker as add_sockets_to_linker;
 
 /// Everything a module instance's store holds. Created fresh for every (re)start of a module.
 pub struct HostState {
@@ -26,6 +29,8 @@ pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: OutboundHttp,
+    /// What its `wasi:sockets` may reach.
+    sockets: Arc<SocketPolicy>,
     table: ResourceTable,
     pub(crate) limits: MemoryLimits,
     pub(crate) cpu: CpuMeter,
@@ -34,8 +39,8 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Builds the store data for `module`: WASI with nothing ambient (no env, args, stdin, or
-    /// network sockets; stdout and stderr go to the log; `/data` only if granted), `wasi:http`
+    /// Builds the store data for `module`: WASI with nothing ambient (no env, args or stdin;
+    /// stdout and stderr go to the log; `/data` and sockets only as granted), `wasi:http`
     /// limited to the module's allow-list, and its memory and CPU limits.
     ///
     /// # Errors
@@ -53,10 +58,14 @@ impl HostState {
             module.clone(),
             Source::Stderr,
             panic.clone(),
-        ))
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        ));
+        let sockets = SocketPolicy::new(
+            &module.name,
+            spec.sockets.clone(),
+            module.denials.clone(),
+            module.stats.network_denied.clone(),
+        );
+        sockets.install(&mut wasi);
         if let Some(dir) = &module.data_dir {
             std::fs::create_dir_all(dir)?;
             wasi.preopened_dir(dir, "/data", wasmtime_wasi::FsPerms::ReadWrite)
@@ -67,7 +76,9 @@ impl HostState {
                 &module.name,
                 spec.allowed_hosts.clone(),
                 module.denials.clone(),
+                module.stats.network_denied.clone(),
             ),
+            sockets,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),

@@ -55,6 +55,9 @@ pub struct ModuleStatus {
     /// Log records (`log.log`, stdout and stderr lines) dropped because the module logged
     /// more than its rate.
     pub logs_suppressed: u64,
+    /// Uses of the network it was refused: HTTP requests outside `allowed-hosts`, sockets
+    /// outside `connect` and `listen`.
+    pub network_denied: u64,
     /// When its current (or last) instance started.
     #[serde(serialize_with = "rfc3339")]
     pub last_start: Option<SystemTime>,
@@ -97,6 +100,8 @@ pub(crate) struct ModuleStats {
     pub call_errors: AtomicU64,
     pub restarts: AtomicU64,
     pub logs_suppressed: AtomicU64,
+    /// Refused uses of the network; the instances' HTTP hooks and socket policies count them.
+    pub network_denied: Arc<AtomicU64>,
     pub starts: AtomicU64,
     pub methods: AtomicU64,
     /// Linear memory of the current instance; the instance's memory limiter keeps it.
@@ -131,6 +136,7 @@ impl ModuleStats {
             call_errors: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             logs_suppressed: AtomicU64::new(0),
+            network_denied: Arc::default(),
             starts: AtomicU64::new(0),
             methods: AtomicU64::new(0),
             memory_bytes: Arc::default(),
@@ -243,6 +249,7 @@ impl ModuleStats {
             methods: self.methods.load(Ordering::Relaxed),
             memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
             logs_suppressed: self.logs_suppressed.load(Ordering::Relaxed),
+            network_denied: self.network_denied.load(Ordering::Relaxed),
             last_start: health.last_start,
             last_exit: health.last_exit,
             last_error: health.last_error.clone(),

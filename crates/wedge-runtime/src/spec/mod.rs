@@ -4,9 +4,11 @@
 //! the host's business.
 
 mod allowed_hosts;
+mod listen;
 mod socket_grants;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
+pub use listen::{check_privileged_ports, check_unique_listens};
 pub use socket_grants::{GrantHost, Protocol, SocketGrant, SocketGrants};
 pub use wedge_core::doc::{ModuleKind, UPSTREAM, WhenFull, is_valid_module_name};
 pub use wedge_core::{DesiredStatus, RestartPolicy};

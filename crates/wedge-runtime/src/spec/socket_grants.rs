@@ -237,6 +237,18 @@ impl SocketGrants {
             .any(|g| g.protocol == protocol)
     }
 
+    /// Whether a connect grant uses `protocol`.
+    pub fn connects(&self, protocol: Protocol) -> bool {
+        self.connect.iter().any(|g| g.protocol == protocol)
+    }
+
+    /// Whether a connect grant names a host (so the module may resolve names at all).
+    pub fn has_names(&self) -> bool {
+        self.connect
+            .iter()
+            .any(|g| matches!(g.host, GrantHost::Name(_)))
+    }
+
     /// Whether a connect grant covers `addr` (by address; names are resolved elsewhere).
     pub fn may_connect(&self, protocol: Protocol, addr: SocketAddr) -> bool {
         self.connect.iter().any(|g| g.covers(protocol, addr))

@@ -144,6 +144,17 @@ impl Host {
         serde_json::from_str(answer["payload"].as_str().unwrap()).unwrap()
     }
 
+    /// Writes `deployment` to a file and runs `wedge deploy` on it; `Err` is its stderr.
+    pub fn deploy(&self, deployment: &Value) -> Result<Value, String> {
+        let file = self.deployment.dir.path().join("deployment.json");
+        std::fs::write(&file, deployment.to_string()).unwrap();
+        let out = self.cli(&["deploy", file.to_str().unwrap()]);
+        match out.status.success() {
+            true => Ok(serde_json::from_slice(&out.stdout).unwrap()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
     /// Waits until the upstream link reports a connection error; returns the link's status
     /// (`connected`, `last-error`, ...).
     pub fn wait_for_link_error(&self, timeout: Duration) -> Value {
