@@ -34,6 +34,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Example module POSTing messages to `url` via wasi:http.",
     ),
     (
+        "PUBSUB_SERVER",
+        "pubsub_server",
+        "Example module: a line-protocol pub/sub server for local TCP clients (`listen` in its config), each publication also telemetry on `messages`.",
+    ),
+    (
         "TRAPPER",
         "trapper",
         "Test guest that traps in `on-message`.",
