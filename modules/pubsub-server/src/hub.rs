@@ -58,18 +58,27 @@ impl Client {
         self.wake();
     }
 
-    /// The next frame to write, waiting for one; `None` once closed and drained.
-    pub async fn next(&self) -> Option<Frame> {
+    /// Waits for queued frames and moves them into `out` (up to about `limit` bytes: one
+    /// write for many lines); `false` once closed with nothing left.
+    pub async fn take(&self, out: &mut Vec<u8>, limit: usize) -> bool {
         poll_fn(|cx| {
-            if let Some(frame) = self.queue.borrow_mut().pop_front() {
+            let mut queue = self.queue.borrow_mut();
+            if queue.is_empty() {
+                if self.closed.get() {
+                    return Poll::Ready(false);
+                }
+                *self.writer.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            while let Some(frame) = queue.front() {
+                if !out.is_empty() && out.len() + frame.len() > limit {
+                    break;
+                }
+                out.extend_from_slice(frame);
                 self.queued.set(self.queued.get() - frame.len());
-                return Poll::Ready(Some(frame));
+                queue.pop_front();
             }
-            if self.closed.get() {
-                return Poll::Ready(None);
-            }
-            *self.writer.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
+            Poll::Ready(true)
         })
         .await
     }

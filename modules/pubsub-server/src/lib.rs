@@ -13,7 +13,7 @@
 //! - `max-subscriptions` (64) per client;
 //! - `max-queue-kb` (256): lines waiting for a slow subscriber; what does not fit is dropped
 //!   for that subscriber;
-//! - `output` (`"messages"`): where publications go as telemetry; `null` for none.
+//! - `output` (`"messages"`): where publications go as telemetry; `""` (or `null`) for none.
 
 mod hub;
 mod protocol;
@@ -59,7 +59,10 @@ fn default_output() -> Option<String> {
 
 impl Settings {
     fn parse(config: &Config) -> Result<Settings, String> {
-        let settings: Settings = config.parse()?;
+        let mut settings: Settings = config.parse()?;
+        if settings.output.as_deref() == Some("") {
+            settings.output = None;
+        }
         settings
             .listen
             .parse::<std::net::SocketAddr>()

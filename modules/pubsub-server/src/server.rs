@@ -85,14 +85,17 @@ async fn serve(server: Rc<Server>, stream: TcpStream) {
     let _ = writer.timeout(Duration::from_millis(DRAIN_MS)).await;
 }
 
-/// Writes the client's queue to its socket until it is closed and drained.
+/// Writes the client's queue to its socket until it is closed and drained, as many queued
+/// lines at a time as fit in a chunk.
 async fn write(stream: Rc<TcpStream>, client: Rc<Client>) {
     let mut writer = &*stream;
-    while let Some(frame) = client.next().await {
-        if writer.write_all(&frame).await.is_err() {
+    let mut out = Vec::with_capacity(CHUNK);
+    while client.take(&mut out, CHUNK).await {
+        if writer.write_all(&out).await.is_err() {
             client.close();
             return;
         }
+        out.clear();
     }
 }
 
