@@ -104,6 +104,15 @@ fn publications(host: &Host) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The publications in the hub once there are at least `n` (the local hub writes them out a
+/// moment after they are stored).
+fn wait_publications(host: &Host, n: usize) -> Vec<(String, String)> {
+    wait_for(&format!("{n} publications in the hub"), TIMEOUT, || {
+        let stored = publications(host);
+        (stored.len() >= n).then_some(stored)
+    })
+}
+
 #[test]
 fn three_clients_get_every_other_clients_publication_once_and_so_does_the_hub() {
     let (host, addr) = start("", "");
@@ -148,9 +157,8 @@ fn three_clients_get_every_other_clients_publication_once_and_so_does_the_hub() 
         assert_eq!(got, expected, "client {name}");
     }
 
-    // The hub has each publication once, with its topic: telemetry was stored before the
-    // publisher's PONG went out.
-    let mut stored = publications(&host);
+    // The hub has each publication once, with its topic.
+    let mut stored = wait_publications(&host, names.len() * EACH);
     stored.sort();
     let mut expected: Vec<(String, String)> = names
         .iter()
@@ -160,6 +168,20 @@ fn three_clients_get_every_other_clients_publication_once_and_so_does_the_hub() 
         .collect();
     expected.sort();
     assert_eq!(stored, expected);
+}
+
+#[test]
+fn thousands_of_publications_in_one_write_all_reach_the_hub() {
+    // More in one read than the host takes in one `send-batch` (1024).
+    let (host, addr) = start("", "");
+    let mut publisher = Client::connect(&addr);
+    let lines: String = (0..3000).map(|i| format!("PUB t {i}\n")).collect();
+    publisher.writer.write_all(lines.as_bytes()).unwrap();
+    assert!(publisher.ping().is_empty());
+    let stored = wait_publications(&host, 3000);
+    let expected: Vec<(String, String)> = (0..3000).map(|i| (i.to_string(), "t".into())).collect();
+    assert_eq!(stored.len(), expected.len());
+    assert!(stored == expected, "every publication once, in order");
 }
 
 #[test]
@@ -212,7 +234,7 @@ fn a_client_breaking_the_protocol_is_cut_off_and_the_others_carry_on() {
         "only the good publication"
     );
     assert_eq!(
-        publications(&host),
+        wait_publications(&host, 1),
         [("still here".to_string(), TOPIC.to_string())]
     );
     let status = host.module_status("pubsub");

@@ -18,6 +18,7 @@
 mod hub;
 mod protocol;
 mod server;
+mod socket;
 
 use serde::Deserialize;
 use wedge_sdk::{Config, Module, Service};

@@ -7,20 +7,21 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use wstd::future::FutureExt as _;
-use wstd::io::{AsyncRead as _, AsyncWrite as _};
-use wstd::iter::AsyncIterator as _;
-use wstd::net::{TcpListener, TcpStream};
 use wstd::time::Duration;
 
 use crate::Settings;
 use crate::hub::{Client, Frame, Hub};
 use crate::protocol::{self, Command};
+use crate::socket::{self, Connection};
 
 /// How long a closing client's writer may take to send what is queued (the `ERR` line).
 const DRAIN_MS: u64 = 1000;
 
-/// How much one read takes from a socket.
-const CHUNK: usize = 16 * 1024;
+/// How much one read takes from a socket (and one write sends).
+const CHUNK: usize = 64 * 1024;
+
+/// Most messages the host takes in one `send-batch`.
+const MAX_BATCH: usize = 1024;
 
 struct Server {
     settings: Settings,
@@ -31,7 +32,7 @@ struct Server {
 
 /// Listens on `settings.listen` and serves until the listener fails.
 pub async fn run(settings: Settings) -> Result<(), String> {
-    let listener = TcpListener::bind(&settings.listen)
+    let listener = socket::listen(&settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     wedge_sdk::log::info(&format!("listening on {}", settings.listen));
@@ -40,10 +41,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         hub: Hub::default(),
         warned_no_route: Cell::new(false),
     });
-    let mut incoming = listener.incoming();
-    while let Some(stream) = incoming.next().await {
-        let stream = match stream {
-            Ok(stream) => stream,
+    loop {
+        let connection = match listener.accept().await {
+            Ok(connection) => connection,
             Err(e) => {
                 wedge_sdk::log::warn(&format!("accept failed: {e}"));
                 continue;
@@ -54,30 +54,29 @@ pub async fn run(settings: Settings) -> Result<(), String> {
                 "refused a client: {} connected (max-clients)",
                 server.hub.clients()
             ));
-            wstd::runtime::spawn(refuse(stream)).detach();
+            wstd::runtime::spawn(refuse(connection)).detach();
             continue;
         }
-        wstd::runtime::spawn(serve(server.clone(), stream)).detach();
+        wstd::runtime::spawn(serve(server.clone(), connection)).detach();
     }
-    Err("the listener closed".into())
 }
 
-async fn refuse(stream: TcpStream) {
-    let mut writer = &stream;
-    let _ = writer
+async fn refuse(connection: Connection) {
+    let _ = connection
+        .output
         .write_all(b"ERR too many clients\n")
         .timeout(Duration::from_millis(DRAIN_MS))
         .await;
 }
 
 /// One client, from connect to close.
-async fn serve(server: Rc<Server>, stream: TcpStream) {
-    let stream = Rc::new(stream);
+async fn serve(server: Rc<Server>, connection: Connection) {
+    let connection = Rc::new(connection);
     let client = Client::new(server.settings.max_queue_kb * 1024);
     let id = server.hub.join(client.clone());
-    let writer = wstd::runtime::spawn(write(stream.clone(), client.clone()));
+    let writer = wstd::runtime::spawn(write(connection.clone(), client.clone()));
     let mut subscriptions = HashSet::new();
-    if let Err(why) = read(&server, id, &stream, &client, &mut subscriptions).await {
+    if let Err(why) = read(&server, id, &connection, &client, &mut subscriptions).await {
         client.push(Frame::from(format!("ERR {why}\n").into_bytes()));
     }
     server.hub.leave(id, &subscriptions);
@@ -86,16 +85,16 @@ async fn serve(server: Rc<Server>, stream: TcpStream) {
 }
 
 /// Writes the client's queue to its socket until it is closed and drained, as many queued
-/// lines at a time as fit in a chunk.
-async fn write(stream: Rc<TcpStream>, client: Rc<Client>) {
-    let mut writer = &*stream;
-    let mut out = Vec::with_capacity(CHUNK);
+/// lines at a time as fit in a chunk. The buffer is given back after each write: an idle
+/// client holds none.
+async fn write(connection: Rc<Connection>, client: Rc<Client>) {
+    let mut out = Vec::new();
     while client.take(&mut out, CHUNK).await {
-        if writer.write_all(&out).await.is_err() {
+        if connection.output.write_all(&out).await.is_err() {
             client.close();
             return;
         }
-        out.clear();
+        out = Vec::new();
     }
 }
 
@@ -103,20 +102,20 @@ async fn write(stream: Rc<TcpStream>, client: Rc<Client>) {
 async fn read(
     server: &Server,
     id: u64,
-    stream: &TcpStream,
+    connection: &Connection,
     client: &Client,
     subscriptions: &mut HashSet<String>,
 ) -> Result<(), String> {
     let max_line = server.settings.max_line;
-    let mut reader = stream;
     let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0; CHUNK];
     loop {
-        let n = match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(n) => n,
+        let Some(chunk) = connection.read(CHUNK).await else {
+            return Ok(());
         };
-        pending.extend_from_slice(&chunk[..n]);
+        match pending.is_empty() {
+            true => pending = chunk,
+            false => pending.extend_from_slice(&chunk),
+        }
         let mut telemetry = Vec::new();
         let mut start = 0;
         let mut result = Ok(());
@@ -133,6 +132,8 @@ async fn read(
             }
         }
         pending.drain(..start);
+        // What a burst grew is given back: an idle client holds at most a partial line.
+        pending.shrink_to(max_line.min(pending.capacity()));
         if result.is_ok() && pending.len() > max_line {
             result = Err(format!("line longer than {max_line} bytes"));
         }
@@ -181,7 +182,7 @@ fn handle(
     Ok(())
 }
 
-/// Sends one read's publications as telemetry, in one batch.
+/// Sends one read's publications as telemetry, in as few batches as the host takes.
 fn send(server: &Server, telemetry: Vec<wedge_sdk::Message>) {
     let Some(output) = &server.settings.output else {
         return;
@@ -189,18 +190,21 @@ fn send(server: &Server, telemetry: Vec<wedge_sdk::Message>) {
     if telemetry.is_empty() {
         return;
     }
-    match wedge_sdk::telemetry::send_batch(output, &telemetry) {
-        Ok(()) => {}
-        Err(wedge_sdk::SendError::NoRoute(_)) => {
-            if !server.warned_no_route.replace(true) {
-                wedge_sdk::log::warn(&format!(
-                    "no route from output `{output}`: publications are not sent as telemetry"
-                ));
+    for batch in telemetry.chunks(MAX_BATCH) {
+        match wedge_sdk::telemetry::send_batch(output, batch) {
+            Ok(()) => {}
+            Err(wedge_sdk::SendError::NoRoute(_)) => {
+                if !server.warned_no_route.replace(true) {
+                    wedge_sdk::log::warn(&format!(
+                        "no route from output `{output}`: publications are not sent as telemetry"
+                    ));
+                }
+                return;
             }
+            Err(e) => wedge_sdk::log::warn(&format!(
+                "{} publications not sent as telemetry: {e}",
+                batch.len()
+            )),
         }
-        Err(e) => wedge_sdk::log::warn(&format!(
-            "{} publications not sent as telemetry: {e}",
-            telemetry.len()
-        )),
     }
 }
