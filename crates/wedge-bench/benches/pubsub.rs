@@ -65,7 +65,9 @@ fn main() {
         "msg/s",
         &durable,
         "native tokio server (no telemetry)",
-        &format!("{shape}; each publication also stored in the local hub's outbox (one batch per read)"),
+        &format!(
+            "{shape}; each publication also stored in the local hub's outbox (one batch per read)"
+        ),
     );
     rows.write();
 }
@@ -79,7 +81,9 @@ fn load(addr: &str) -> f64 {
             let (addr, ready) = (addr.to_string(), ready.clone());
             std::thread::spawn(move || {
                 let stream = TcpStream::connect(&addr).unwrap();
-                (&stream).write_all(format!("SUB {TOPIC}\n").as_bytes()).unwrap();
+                (&stream)
+                    .write_all(format!("SUB {TOPIC}\n").as_bytes())
+                    .unwrap();
                 let mut reader = BufReader::with_capacity(1 << 16, stream);
                 let mut ok = String::new();
                 reader.read_line(&mut ok).unwrap();
@@ -100,7 +104,9 @@ fn load(addr: &str) -> f64 {
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|_| {
             let (addr, ready) = (addr.to_string(), ready.clone());
-            let lines: String = (0..EACH).map(|_| format!("PUB {TOPIC} {payload}\n")).collect();
+            let lines: String = (0..EACH)
+                .map(|_| format!("PUB {TOPIC} {payload}\n"))
+                .collect();
             std::thread::spawn(move || {
                 let mut stream = TcpStream::connect(&addr).unwrap();
                 ready.wait();
@@ -116,7 +122,12 @@ fn load(addr: &str) -> f64 {
         .map(|s| s.join().unwrap())
         .max()
         .unwrap();
-    drop(publishers.into_iter().map(|p| p.join().unwrap()).collect::<Vec<_>>());
+    drop(
+        publishers
+            .into_iter()
+            .map(|p| p.join().unwrap())
+            .collect::<Vec<_>>(),
+    );
     total as f64 / (last - start).as_secs_f64()
 }
 
@@ -136,7 +147,10 @@ impl Host {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let (output, routes) = match telemetry {
-            true => ("", "[routes]\nm = { from = \"pubsub/messages\", to = \"$upstream\" }\n"),
+            true => (
+                "",
+                "[routes]\nm = { from = \"pubsub/messages\", to = \"$upstream\" }\n",
+            ),
             false => (", output = \"\"", ""),
         };
         let toml = format!(
@@ -219,7 +233,11 @@ async fn native_client(stream: tokio::net::TcpStream, id: u64, topics: Topics) {
     });
     let mut reader = tokio::io::BufReader::with_capacity(16 * 1024, read);
     let mut line = Vec::new();
-    while reader.read_until(b'\n', &mut line).await.is_ok_and(|n| n > 0) {
+    while reader
+        .read_until(b'\n', &mut line)
+        .await
+        .is_ok_and(|n| n > 0)
+    {
         if line.len() > 4097 {
             break;
         }

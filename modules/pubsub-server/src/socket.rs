@@ -37,8 +37,7 @@ pub async fn listen(addr: &str) -> Result<Listener, String> {
         SocketAddr::V4(_) => IpAddressFamily::Ipv4,
         SocketAddr::V6(_) => IpAddressFamily::Ipv6,
     };
-    let socket =
-        wasip2::sockets::tcp_create_socket::create_tcp_socket(family).map_err(describe)?;
+    let socket = wasip2::sockets::tcp_create_socket::create_tcp_socket(family).map_err(describe)?;
     let network = wasip2::sockets::instance_network::instance_network();
     let ready = AsyncPollable::new(socket.subscribe());
     socket
