@@ -30,9 +30,23 @@ pub(crate) struct MemoryLimits {
     mib: u64,
     bytes: usize,
     refused: bool,
-    /// Bytes of linear memory the instance has (its memories' sizes added up), for metrics:
-    /// a memory only grows, so the growths the limiter allowed are its size.
+    /// Bytes of linear memory the module's instances have (their memories' sizes added up),
+    /// for metrics: a memory only grows, so the growths the limiter allowed are its size.
     used: Arc<AtomicU64>,
+    /// This instance's part of `used`, taken back when it is dropped (a long-running module's
+    /// `run` instance is replaced while the main one lives on).
+    grown: u64,
+}
+
+impl Drop for MemoryLimits {
+    fn drop(&mut self) {
+        let grown = self.grown;
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(grown))
+            });
+    }
 }
 
 impl MemoryLimits {
@@ -49,6 +63,7 @@ impl MemoryLimits {
             bytes,
             refused: false,
             used,
+            grown: 0,
         }
     }
 
@@ -77,6 +92,7 @@ impl ResourceLimiter for MemoryLimits {
         }
         if allowed {
             let grown = desired.saturating_sub(current) as u64;
+            self.grown += grown;
             self.used.fetch_add(grown, Ordering::Relaxed);
         }
         Ok(allowed)
