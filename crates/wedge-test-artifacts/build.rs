@@ -34,6 +34,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Example module POSTing messages to `url` via wasi:http.",
     ),
     (
+        "MODBUS_POLLER",
+        "modbus_poller",
+        "Example module reading Modbus TCP holding registers every tick and sending them on `registers`.",
+    ),
+    (
         "PUBSUB_SERVER",
         "pubsub_server",
         "Example module: a line-protocol pub/sub server for local TCP clients (`listen` in its config), each publication also telemetry on `messages`.",

@@ -291,9 +291,45 @@ fn ensure_component_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pymodbus release the Modbus tests run their device with (its 3.9+ datastore API is in
+/// flux towards 4.0; 3.8 is the last with the stable one).
+const PYMODBUS: &str = "pymodbus==3.8.6";
+
+/// Installs pymodbus in a virtual environment of its own under `target/tools/pymodbus`: the
+/// `modbus-poller` test talks to a real Modbus TCP server (`crates/wedge/tests/modbus.rs`).
+fn ensure_pymodbus() -> anyhow::Result<()> {
+    let tools = std::env::var_os("WEDGE_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/tools"));
+    let venv = tools.join("pymodbus");
+    let python = venv.join("bin/python");
+    let version = PYMODBUS.split_once("==").map_or("", |(_, v)| v);
+    let installed = Command::new(&python)
+        .args(["-c", "import pymodbus; print(pymodbus.__version__)"])
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == version.as_bytes());
+    if installed {
+        return Ok(());
+    }
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    eprintln!("xtask: installing {PYMODBUS} (PyPI) in {}", venv.display());
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(PYMODBUS))
+}
+
 fn test(args: &[String]) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     ensure_component_tools()?;
+    ensure_pymodbus()?;
     ensure_mosquitto()?;
     ensure_docker_registry()?;
     ensure_debian_package(

@@ -24,6 +24,7 @@ pub(crate) fn base_document(deployment: &Deployment) -> Value {
                     "inbox": spec.inbox,
                     "state-kb": spec.state_quota_bytes >> 10,
                     "log-kb": spec.log_bytes >> 10,
+                    "sockets": spec.max_sockets,
                 },
                 "method-timeout-ms": spec.method_timeout_ms,
             });

@@ -101,6 +101,25 @@ impl DataVersion {
         Ok(DataVersion { path, found })
     }
 
+    /// What the record says, for `wedge check`.
+    pub(crate) fn describe(&self) -> String {
+        match &self.found {
+            Some(r) if r.layout == LAYOUT => {
+                format!(
+                    "data layout {}, written by wedge {}",
+                    r.layout, r.written_by
+                )
+            }
+            Some(r) => format!(
+                "data layout {}, written by wedge {}: `wedge run` moves it to layout {LAYOUT}",
+                r.layout, r.written_by
+            ),
+            None => format!(
+                "no version record yet: `wedge run` writes one (data layout {LAYOUT}) after its first good start"
+            ),
+        }
+    }
+
     /// After a successful start: moves the data dir forward to [`LAYOUT`] (see the module's
     /// doc) and records this wedge as its writer, if the record says otherwise.
     ///

@@ -402,6 +402,11 @@ impl Broker {
              # past 1000): a test consumer reconnecting after a device must see everything.\n\
              # Not 0: Debian's Mosquitto 2.0.11 then queues nothing at all for such a session.\n\
              max_queued_messages 100000000\n\
+             # No window of in-flight messages to a client. Mosquitto 2.0.11's window misbehaves:\n\
+             # it sends a new window for each acknowledgement, and messages queued behind a full\n\
+             # window can stay queued after the acknowledgements arrive. IoT Hub has no such\n\
+             # window; it holds at most 50 cloud-to-device messages per device.\n\
+             max_inflight_messages 0\n\
              log_dest stderr\n\
              {log_types}\n\
              connection_messages true\n\

@@ -16,6 +16,6 @@ pub use drain::Drain;
 /// The upstreams' TLS trust and client identity, for checks that must see what the link sees.
 pub use link::tls;
 pub use link::{
-    Ack, C2d, CaFileError, Cloud, Desired, Dropped, FailureKind, HubEvents, LinkStatus, MethodCall,
-    Offline,
+    Ack, C2d, CaFileError, Cloud, Desired, Dropped, FailureKind, HubEvents, IOT_HUB_C2D_QUEUE,
+    LinkStatus, MethodCall, Offline,
 };

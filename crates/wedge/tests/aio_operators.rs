@@ -12,7 +12,8 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use support::{Host, body, module, run_refused, wait_for};
+use support::metrics::{Scrape, metrics_table};
+use support::{Host, body, free_port, module, run_refused, wait_for};
 use wedge_test_artifacts::{AIO_TEMPERATURE, ECHO};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,7 +88,8 @@ fn wait_passed(host: &Host, module: &str, n: u64) -> Value {
 
 #[test]
 fn a_map_filter_and_branch_chain_transforms_drops_and_splits_exactly() {
-    let mut host = Host::start(&chain());
+    let port = free_port();
+    let mut host = Host::start(&format!("{}{}", metrics_table(port, 30), chain()));
     feed(&host, &readings());
 
     // The last reading is a humidity: once it is through, so is everything before it.
@@ -126,6 +128,14 @@ fn a_map_filter_and_branch_chain_transforms_drops_and_splits_exactly() {
         .map(|s| (s["labels"]["operator"].clone(), s["count"].clone()))
         .collect();
     assert_eq!(requests, [(json!("map"), json!(30))], "{map}");
+    // The same on /metrics, the guest's name and labels as label values.
+    let scrape = Scrape::take(port);
+    assert_eq!(
+        scrape.get(
+            "wedge_operator_counter_total{module_name=\"to-celsius\",metric=\"requests\",labels=\"operator=map\"}"
+        ),
+        30.0
+    );
 
     let records = wait_for("20 records at the hub", TIMEOUT, || {
         let records = host.telemetry();

@@ -150,6 +150,35 @@ fn a_memory_bomb_is_reported_as_the_memory_limit_and_the_healthy_module_keeps_de
 }
 
 #[test]
+fn a_module_hoarding_handles_hits_the_handle_limit_and_the_healthy_module_keeps_delivering() {
+    let host = Host::start(&with_counter(&module(
+        "hostile",
+        HOSTILE,
+        "tick-ms = 20\nmemory-mb = 16\nconfig = { mode = \"handle-hoard\" }",
+    )));
+    let delivered_before = counter_delivered(&host);
+    let mut peak_rss = rss_kib(host.pid());
+    let status = wait_for("the hoard to hit its limit twice", TIMEOUT, || {
+        peak_rss = peak_rss.max(rss_kib(host.pid()));
+        let status = host.module_status("hostile");
+        (status["restarts"].as_u64() >= Some(2)).then_some(status)
+    });
+    eprintln!("handle-hoard: peak RSS {peak_rss} KiB");
+    // Host memory that memory-mb does not count, bounded by wasmtime's cap of 100 000 live
+    // handles per store: the module traps there and starts again.
+    assert_eq!(
+        status["last-error"], "cannot allocate another handle: store handle limit exceeded",
+        "{status}"
+    );
+    assert!(
+        counter_delivered(&host) > delivered_before + 10,
+        "the counter kept delivering"
+    );
+    assert!(peak_rss < 160 << 10, "peak RSS {peak_rss} KiB");
+    assert_eq!(host.module_status("counter")["restarts"], 0);
+}
+
+#[test]
 fn a_panic_is_one_line_naming_its_location_and_one_log_record() {
     let host = Host::start(&module(
         "hostile",

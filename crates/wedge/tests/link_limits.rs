@@ -15,11 +15,13 @@ use wedge_core::{MAX_REPORTED_BYTES, Message, TopicTemplate, Upstream, UpstreamM
 use wedge_hub::iothub::connection_string::ConnectionString;
 use wedge_hub::iothub::session::{IotHub, IotHubOptions};
 use wedge_hub::mqtt::{MqttUpstream, MqttUpstreamOptions};
-use wedge_hub::{Cloud as _, Drain, LinkStatus};
+use wedge_hub::{Cloud as _, Drain, HubEvents, LinkStatus};
 use wedge_hub_emulator::MqttObserver;
 use wedge_store::{Outbox, OutboxLimits, Store, WhenFull};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// Cloud-to-device messages outstanding at once: IoT Hub's most for one device.
+const C2D: usize = wedge_hub::IOT_HUB_C2D_QUEUE;
 /// Reported values of this size: under the runtime's per-call limit (8 KiB), so any module
 /// may report them.
 const VALUE_BYTES: usize = 8000;
@@ -194,6 +196,30 @@ async fn the_mqtt_reported_document_stays_within_the_limit() {
     assert!(document <= MAX_REPORTED_BYTES, "{document} bytes retained");
 }
 
+/// The body of the messages [`c2d_subscribed`] sends.
+const PROBE: &str = "probe";
+
+/// Returns once a cloud-to-device message reaches the host. IoT Hub keeps a device's messages
+/// from before it subscribed; Mosquitto drops them, and "connected" is the CONNACK, which comes
+/// before the SUBACK: so probes are sent until one arrives. (A late one may still come: the
+/// callers ignore [`PROBE`] bodies.)
+async fn c2d_subscribed(cloud: &Cloud, events: &mut HubEvents) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        cloud.hub.send_c2d(DEVICE, PROBE, &[]).await.unwrap();
+        let wait =
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+        if let Ok(Some(c2d)) = tokio::time::timeout(wait, events.c2d.recv()).await {
+            c2d.accepted();
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cloud-to-device message arrived"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_that_does_not_read_its_events_cannot_stall_telemetry() {
     let cloud = std::sync::Arc::new(Cloud::start().await);
@@ -203,8 +229,10 @@ async fn a_host_that_does_not_read_its_events_cannot_stall_telemetry() {
     // The host's end of the events is held and never read: a host stuck elsewhere.
     let (hub, mut events) = IotHub::start(iothub_options(&cloud), drain).unwrap();
     wait_status("connected", || hub.status(), |s| s.connected).await;
+    c2d_subscribed(&cloud, &mut events).await;
 
-    for n in 0..100 {
+    // As many as IoT Hub holds for one device.
+    for n in 0..C2D {
         cloud
             .hub
             .send_c2d(DEVICE, format!("c2d {n}"), &[])
@@ -243,17 +271,27 @@ async fn a_host_that_does_not_read_its_events_cannot_stall_telemetry() {
         (1..=64).contains(&waiting),
         "{waiting} waiting for the host"
     );
-    // Once the host reads and accepts them, every one of the 100 arrives.
+    // Once the host reads and accepts them, every one arrives.
     let mut received = std::collections::BTreeSet::new();
     let deadline = Instant::now() + TIMEOUT;
-    while received.len() < 100 {
+    while received.len() < C2D {
         let left = deadline.saturating_duration_since(Instant::now());
         let c2d = tokio::time::timeout(left, events.c2d.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of 100 C2D messages arrived", received.len()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {C2D} C2D messages arrived; {:?}\nbroker log:\n{}",
+                    received.len(),
+                    hub.status(),
+                    cloud.broker.log()
+                )
+            })
             .expect("the link is up");
-        received.insert(String::from_utf8(c2d.message.body.clone()).unwrap());
+        let body = String::from_utf8(c2d.message.body.clone()).unwrap();
+        if body != PROBE {
+            received.insert(body);
+        }
         c2d.accepted();
     }
-    assert_eq!(received, (0..100).map(|n| format!("c2d {n}")).collect());
+    assert_eq!(received, (0..C2D).map(|n| format!("c2d {n}")).collect());
 }

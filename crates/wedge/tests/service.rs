@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{WEDGE, module, wait_for};
+use support::{Host, WEDGE, module, wait_for};
 use wedge_test_artifacts::{COUNTER, ECHO, FS_PROBE};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -299,4 +299,27 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         .filter(|l| l.contains("wedge.service"))
         .collect();
     assert!(about_unit.is_empty(), "{stderr}");
+}
+
+/// The soft and hard "Max open files" of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut words = line["Max open files".len()..].split_whitespace();
+    (
+        words.next().unwrap().to_string(),
+        words.next().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_one() {
+    // As systemd starts a service: a soft limit far below the hard one.
+    let host = Host::start_with(&module("echo", ECHO, ""), None, "ulimit -Sn 256");
+    let (soft, hard) = open_file_limits(host.pid());
+    assert_eq!(soft, hard, "soft {soft}, hard {hard}");
+    assert_ne!(soft, "256");
 }

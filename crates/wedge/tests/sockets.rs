@@ -5,10 +5,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use std::process::Command;
 
@@ -315,4 +316,80 @@ fn a_port_below_1024_without_the_capability_is_refused_and_says_what_to_grant() 
     ] {
         assert!(stderr.contains(needle), "`{stderr}` should say `{needle}`");
     }
+}
+
+#[test]
+fn grants_come_and_go_with_the_cloud_deployment() {
+    let server = TcpPong::start("127.0.0.1");
+    let host = Host::start(&module("p", NET_PROBE, ""));
+    let addr = server.addr.to_string();
+    assert_denied(&probe(&host, "p", "tcp-connect", &addr), "before the grant");
+
+    let granted =
+        json!({"modules": {"p": {"source": NET_PROBE, "connect": [format!("tcp://{addr}")]}}});
+    host.deploy(&granted).unwrap();
+    assert_eq!(probe(&host, "p", "tcp-connect", &addr)["ok"], "pong");
+
+    host.deploy(&json!({"modules": {"p": {"source": NET_PROBE, "connect": []}}}))
+        .unwrap();
+    assert_denied(
+        &probe(&host, "p", "tcp-connect", &addr),
+        "after the grant is taken away",
+    );
+    assert_eq!(server.accepted(), 1);
+}
+
+#[test]
+fn a_module_holds_at_most_its_sockets_limit_created_or_accepted() {
+    let server = TcpPong::start("127.0.0.1");
+    let listen = closed_port();
+    let toml = module(
+        "p",
+        NET_PROBE,
+        &format!(
+            "sockets = 4\nconnect = [\"tcp://{}\"]\nlisten = [\"tcp://127.0.0.1:{listen}\"]",
+            server.addr
+        ),
+    );
+    let host = Host::start(&toml);
+    let call = |op: &str, addr: &str, n: u64| {
+        host.call("p", "probe", &json!({"op": op, "addr": addr, "n": n}))
+    };
+    let addr = server.addr.to_string();
+
+    // Connections: four, then the fifth is refused before anything reaches the server.
+    let held = call("hold", &addr, 6);
+    assert_eq!(held["held"], 4, "{held}");
+    assert!(held["failed"]["message"].is_string(), "{held}");
+    support::wait_for("the server to accept four", Duration::from_secs(10), || {
+        (server.accepted() == 4).then_some(())
+    });
+    assert_eq!(host.module_status("p")["network-denied"], 1);
+    // Closed ones make room again.
+    assert_eq!(call("release", "", 0)["held"], 0);
+    assert_eq!(call("hold", &addr, 2)["held"], 2);
+    assert_eq!(call("release", "", 0)["held"], 0);
+
+    // Accepted connections count too: the listener and three clients; the fourth client is
+    // closed by the host at once, and the module keeps running.
+    let local = format!("127.0.0.1:{listen}");
+    assert_eq!(call("listen-keep", &local, 0)["ok"], true);
+    let clients: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&local).unwrap())
+        .collect();
+    let accepted = call("accept", &local, 4);
+    assert_eq!(accepted["held"], 3, "{accepted}");
+    // The kernel queues connections in order: the last one is the one the host closed.
+    let last = &clients[3];
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let read = (&*last).read(&mut [0u8; 1]);
+    assert!(
+        matches!(&read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the fourth client was not closed: {read:?}"
+    );
+    assert_eq!(host.module_status("p")["state"], "running");
 }

@@ -100,6 +100,40 @@ fn a_started_data_dir_records_the_wedge_that_wrote_it() {
     );
 }
 
+/// `wedge check`'s line about the data dir's version: its outcome and its text.
+fn check_version_line(host: &Host) -> String {
+    let out = host.cli(&["check", host.deployment.path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    stdout
+        .lines()
+        .find(|l| l.contains("data dir version"))
+        .unwrap_or_else(|| panic!("no data dir version line:\n{stdout}"))
+        .to_string()
+}
+
+#[test]
+fn wedge_check_says_which_wedge_wrote_the_data_dir_and_refuses_a_newer_one() {
+    let mut host = used_data_dir();
+    let line = check_version_line(&host);
+    assert!(line.starts_with("ok"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "data layout 1, written by wedge {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{line}"
+    );
+    host.kill();
+    let future = json!({"layout": 7, "written-by": "9.4.0"});
+    std::fs::write(host.data_dir.join(MARKER), future.to_string()).unwrap();
+    let line = check_version_line(&host);
+    assert!(line.starts_with("error"), "{line}");
+    assert!(
+        line.contains("written by wedge 9.4.0 (data layout 7)"),
+        "{line}"
+    );
+}
+
 #[test]
 fn a_data_dir_from_a_newer_wedge_is_refused_and_left_as_it_was() {
     let mut host = used_data_dir();

@@ -204,6 +204,9 @@ pub struct Limits {
     /// The module's recent log records kept in memory (`wedge logs`), in KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_kb: Option<u64>,
+    /// Sockets the module may hold open at once (`wasi:sockets`, accepted ones included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<u64>,
 }
 
 impl Limits {
@@ -556,6 +559,7 @@ fn validate_module(name: &str, module: &ModuleDoc) -> Result<(), DocError> {
         ("limits.inbox", limits.inbox),
         ("limits.state-kb", limits.state_kb),
         ("limits.log-kb", limits.log_kb),
+        ("limits.sockets", limits.sockets),
         ("method-timeout-ms", module.method_timeout_ms),
     ];
     match positive.iter().find(|(_, v)| *v == Some(0)) {

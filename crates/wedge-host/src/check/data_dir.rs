@@ -12,6 +12,7 @@ use super::{Blocked, Check, blocking, seconds};
 
 const NAME: &str = "data dir";
 const SPACE: &str = "data dir free space";
+const VERSION: &str = "data dir version";
 
 /// Below this much free space the check warns: the outbox alone defaults to 64 MiB.
 const LOW_SPACE_BYTES: u64 = 64 << 20;
@@ -54,6 +55,7 @@ fn inspect(dir: &Path) -> Vec<Check> {
         }
         Ok(meta) => {
             checks.push(probe(dir));
+            checks.push(version(dir));
             let me = rustix::process::geteuid().as_raw();
             if meta.uid() != me {
                 checks.push(Check::warning(
@@ -112,6 +114,18 @@ fn inspect(dir: &Path) -> Vec<Check> {
     };
     checks.push(free_space(&measured));
     checks
+}
+
+/// Whether this wedge can use the data dir's layout (the record of the wedge that wrote it).
+fn version(dir: &Path) -> Check {
+    match crate::data_version::DataVersion::check(dir) {
+        Ok(version) => Check::ok(VERSION, version.describe()),
+        Err(e) => Check::error(
+            VERSION,
+            e.to_string(),
+            "run the wedge that wrote it (or a newer one), or move the data dir away",
+        ),
+    }
 }
 
 /// Writes and removes a probe file the way wedge writes its files (private, synced, renamed

@@ -142,6 +142,7 @@ impl Collector for Scrape {
             "Uses of the network refused: HTTP requests outside allowed-hosts, sockets outside connect and listen",
             per_module(|m| m.network_denied, "module_name"),
         )?;
+        operator_series(e, &modules)?;
         let states = modules
             .iter()
             .flat_map(|m| {
@@ -223,6 +224,58 @@ impl Collector for Scrape {
         )?;
         Ok(())
     }
+}
+
+/// What Azure IoT Operations operators record through their `metrics` import (at most 64
+/// series a module, as `wedge status` shows them). The operator's metric name and labels are
+/// the guest's: they become label values (`metric`, and `labels` as `k=v,k=v`), never series
+/// or label names, so no guest text can break the exposition format.
+fn operator_series(
+    e: &mut DescriptorEncoder,
+    modules: &[wedge_runtime::ModuleStatus],
+) -> fmt::Result {
+    let series = || {
+        modules.iter().flat_map(|m| {
+            m.operator_metrics.iter().map(move |s| {
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Labels = vec![
+                    ("module_name", m.name.clone()),
+                    ("metric", s.name.clone()),
+                    ("labels", labels.join(",")),
+                ];
+                (labels, s)
+            })
+        })
+    };
+    let of_kind = |kind: &'static str, value: fn(&wedge_runtime::OperatorSeries) -> u64| {
+        series()
+            .filter(|(_, s)| s.kind == kind)
+            .map(|(labels, s)| (labels, value(s)))
+            .collect::<Vec<_>>()
+    };
+    counters(
+        e,
+        "wedge_operator_counter",
+        "A counter an Azure IoT Operations operator added to (metrics.add-to-counter)",
+        of_kind("counter", |s| s.count),
+    )?;
+    counters(
+        e,
+        "wedge_operator_histogram_count",
+        "Points an operator recorded in a histogram (metrics.record-to-histogram)",
+        of_kind("histogram", |s| s.count),
+    )?;
+    let mut sums = e.encode_descriptor(
+        "wedge_operator_histogram_sum",
+        "The sum of the points an operator recorded in a histogram",
+        None,
+        MetricType::Counter,
+    )?;
+    for (labels, s) in series().filter(|(_, s)| s.kind == "histogram") {
+        ConstCounter::new(s.sum.unwrap_or(0.0)).encode(sums.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 fn reason(reason: &str, endpoint: &str) -> Labels {

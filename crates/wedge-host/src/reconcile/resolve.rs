@@ -8,9 +8,9 @@ use wedge_core::doc::{DeploymentDoc, ModuleDoc, RouteSink, RouteSource};
 use wedge_runtime::spec::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_CPU_MS_PER_SECOND,
     DEFAULT_HTTP_BODY_KB, DEFAULT_HTTP_CONCURRENCY, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_INBOX,
-    DEFAULT_LOG_KB, DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, HttpTrigger,
-    ModuleSpec, Route, SocketGrants, Target, UPSTREAM, check_privileged_ports,
-    check_unique_listens, kib,
+    DEFAULT_LOG_KB, DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_SOCKETS,
+    DEFAULT_STATE_KB, HttpTrigger, ModuleSpec, Route, SocketGrants, Target, UPSTREAM,
+    check_privileged_ports, check_unique_listens, kib,
 };
 use wedge_runtime::{EngineCtx, ModuleImage};
 use wedge_source::{FetchOptions, Source};
@@ -45,6 +45,9 @@ pub(crate) fn module_spec(name: &str, doc: &ModuleDoc) -> Result<ModuleSpec, Str
         config: doc.config.clone(),
         allowed_hosts,
         sockets,
+        max_sockets: limits.sockets.map_or(DEFAULT_SOCKETS as usize, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        }),
         http,
         tick_ms: doc.tick_ms,
         data_dir: doc.data_dir,

@@ -15,8 +15,14 @@ use super::StatusCell;
 /// Direct methods accepted and not yet answered, at most: past this a call is answered with
 /// 503 straight away instead of queuing behind a slow module.
 pub(crate) const MAX_PENDING_METHODS: usize = 16;
-/// Cloud-to-device messages waiting for the host, at most.
+/// Cloud-to-device messages waiting for the host, at most. IoT Hub holds at most 50 per device
+/// (the messages it has not had completed, delivered or not), so a real hub never fills it;
+/// past it a message is dropped unacknowledged (and counted), and comes again after the next
+/// connect.
 const C2D_QUEUE: usize = 64;
+/// IoT Hub's limit of cloud-to-device messages per device queue.
+pub const IOT_HUB_C2D_QUEUE: usize = 50;
+const _: () = assert!(C2D_QUEUE >= IOT_HUB_C2D_QUEUE);
 
 /// A desired deployment at a version.
 #[derive(Debug, Clone, PartialEq)]

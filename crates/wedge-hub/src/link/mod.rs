@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use wedge_core::{MAX_BODY_BYTES, UpstreamMessage};
 
 use crate::Drain;
-pub use events::{C2d, Desired, HubEvents, MethodCall};
+pub use events::{C2d, Desired, HubEvents, IOT_HUB_C2D_QUEUE, MethodCall};
 pub(crate) use events::{MAX_PENDING_METHODS, ToHost, to_host};
 use outbox::Outbox;
 pub use retry::FailureKind;

@@ -62,6 +62,7 @@ impl HostState {
         let sockets = SocketPolicy::new(
             &module.name,
             spec.sockets.clone(),
+            spec.max_sockets,
             module.denials.clone(),
             module.stats.network_denied.clone(),
         );

@@ -25,6 +25,8 @@ pub use crate::module::DEFAULT_LOG_KB;
 /// Default CPU time a long-running module (one exporting `run`) may use per second of wall
 /// time.
 pub const DEFAULT_CPU_MS_PER_SECOND: u64 = 250;
+/// Default number of sockets a module may hold open at once.
+pub const DEFAULT_SOCKETS: u64 = 1024;
 /// Default largest request body of an HTTP trigger.
 pub const DEFAULT_HTTP_BODY_KB: u64 = 1024;
 /// Default time a module gets to answer one HTTP request.
@@ -45,6 +47,8 @@ pub struct ModuleSpec {
     pub allowed_hosts: AllowedHosts,
     /// Where the module may connect and listen through `wasi:sockets`.
     pub sockets: SocketGrants,
+    /// Sockets it may hold open at once; one more is refused with `new-socket-limit`.
+    pub max_sockets: usize,
     /// The HTTP trigger: where the host serves the module's `wasi:http/incoming-handler`.
     pub http: Option<HttpTrigger>,
     /// Interval of `on-tick` calls; `None` means the module is never ticked.

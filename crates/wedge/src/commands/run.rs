@@ -32,6 +32,7 @@ enum LogFormat {
 /// watchdog fed while the host is healthy, `RELOADING=1` … `READY=1` around a reload.
 pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
     init_logs(args.log_format);
+    raise_open_file_limit();
     // Every handler before the start: a manager stopping or reloading wedge while it starts
     // gets a clean shutdown or a reload once the modules are up, not the default action (for
     // SIGHUP, death).
@@ -56,6 +57,31 @@ pub async fn run(args: Args, data_dir: &Path) -> anyhow::Result<()> {
         watchdog.abort();
     }
     stop(&host).await
+}
+
+/// Raises the soft limit of open files to the hard one. systemd starts services with 1024 (and
+/// a hard limit of 524288): enough for wedge itself, not for modules that serve hundreds of
+/// connections. What one module can hold is bounded anyway, by wasmtime's 100 000 handles per
+/// store.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current >= limit.maximum {
+        return;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::debug!(from = ?limit.current, to = ?limit.maximum, "open-file limit raised")
+        }
+        Err(e) => tracing::warn!(
+            "cannot raise the open-file limit from {:?}: {e}",
+            limit.current
+        ),
+    }
 }
 
 async fn stop(host: &Host) -> anyhow::Result<()> {

@@ -7,7 +7,9 @@
 //! - `memory-bomb`: every tick allocates (and touches) 1 MiB more until the allocator fails;
 //! - `panic`: panics in `on-tick` with [`PANIC_MESSAGE`];
 //! - `slow-sends`: on the first tick sends `sends` messages `{"i": n}` on `out`, one `send`
-//!   each (each waits for the host's fsync), then nothing.
+//!   each (each waits for the host's fsync), then nothing;
+//! - `handle-hoard`: every tick opens 10 000 more WASI handles (clock pollables) and keeps
+//!   them all: host memory that `memory-mb` does not count.
 //!
 //! The `progress` method answers what was attempted so far: `{"bytes", "lines", "sent", "done"}`.
 
@@ -24,6 +26,7 @@ enum Mode {
     MemoryBomb,
     Panic,
     SlowSends,
+    HandleHoard,
 }
 
 struct Hostile {
@@ -41,6 +44,8 @@ struct Hostile {
     sent: u64,
     /// Memory held by `memory-bomb`, so that it only grows.
     hoard: Vec<Vec<u8>>,
+    /// Handles held by `handle-hoard`.
+    handles: Vec<wasip2::io::poll::Pollable>,
 }
 
 impl Hostile {
@@ -66,6 +71,7 @@ impl Module for Hostile {
             Some("memory-bomb") => Mode::MemoryBomb,
             Some("panic") => Mode::Panic,
             Some("slow-sends") => Mode::SlowSends,
+            Some("handle-hoard") => Mode::HandleHoard,
             other => return Err(format!("unknown mode {other:?}")),
         };
         let line_len = value["line"].as_u64().unwrap_or(1000).max(1);
@@ -79,6 +85,7 @@ impl Module for Hostile {
             attempted_lines: 0,
             sent: 0,
             hoard: Vec::new(),
+            handles: Vec::new(),
         })
     }
 
@@ -91,6 +98,13 @@ impl Module for Hostile {
                 std::hint::black_box(&self.hoard);
             },
             Mode::Panic => panic!("{PANIC_MESSAGE}"),
+            Mode::HandleHoard => {
+                for _ in 0..10_000 {
+                    let hour = 3_600_000_000_000;
+                    self.handles
+                        .push(wasip2::clocks::monotonic_clock::subscribe_duration(hour));
+                }
+            }
             Mode::SlowSends => {
                 while self.sent < self.sends {
                     let msg = Message::json(&json!({ "i": self.sent }));
@@ -110,6 +124,7 @@ impl Module for Hostile {
                     "bytes": self.attempted_bytes,
                     "lines": self.attempted_lines,
                     "sent": self.sent,
+                    "handles": self.handles.len(),
                     "done": self.attempted_bytes >= self.bytes || self.sent >= self.sends,
                 })
                 .to_string(),

@@ -5,7 +5,12 @@
 //! - `tcp-listen`: binds and listens, and answers the port it got;
 //! - `udp-bind`: binds;
 //! - `udp-send`: binds an ephemeral port, sends `ping` to `addr`, waits for one datagram back;
-//! - `resolve`: resolves the name, answers the addresses.
+//! - `resolve`: resolves the name, answers the addresses;
+//! - `hold` (`"n"`): opens up to n connections to `addr` and keeps them, answers how many it
+//!   holds and the first error;
+//! - `listen-keep`: listens on `addr` and keeps the listener; `accept` (`"n"`): accepts up to n
+//!   connections on it and keeps them, answering as `hold`;
+//! - `release`: closes everything kept.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
@@ -13,7 +18,15 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use serde_json::{Value, json};
 use wedge_sdk::{Config, MethodResponse, Module};
 
-struct NetProbe;
+#[derive(Default)]
+struct NetProbe {
+    held: Vec<TcpStream>,
+    listener: Option<TcpListener>,
+}
+
+fn kind(e: &std::io::Error) -> Value {
+    json!({ "error": format!("{:?}", e.kind()), "message": e.to_string() })
+}
 
 fn probe(op: &str, addr: &str) -> std::io::Result<Value> {
     match op {
@@ -52,9 +65,46 @@ fn probe(op: &str, addr: &str) -> std::io::Result<Value> {
     }
 }
 
+impl NetProbe {
+    /// Keeps up to `n` more streams from `next`; how many it holds, and the first error.
+    fn keep(&mut self, n: u64, mut next: impl FnMut(&Self) -> std::io::Result<TcpStream>) -> Value {
+        for _ in 0..n {
+            match next(self) {
+                Ok(stream) => self.held.push(stream),
+                Err(e) => return json!({ "held": self.held.len(), "failed": kind(&e) }),
+            }
+        }
+        json!({ "held": self.held.len() })
+    }
+
+    /// The operations that keep what they open, if `op` is one.
+    fn stateful(&mut self, op: &str, addr: &str, n: u64) -> Option<Value> {
+        Some(match op {
+            "hold" => self.keep(n, |_| TcpStream::connect(addr)),
+            "listen-keep" => match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    self.listener = Some(listener);
+                    json!({ "ok": true })
+                }
+                Err(e) => kind(&e),
+            },
+            "accept" => self.keep(n, |me| match &me.listener {
+                Some(listener) => listener.accept().map(|(stream, _)| stream),
+                None => Err(std::io::Error::other("no listener")),
+            }),
+            "release" => {
+                self.held.clear();
+                self.listener = None;
+                json!({ "held": 0 })
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl Module for NetProbe {
     fn init(_config: Config) -> Result<Self, String> {
-        Ok(NetProbe)
+        Ok(NetProbe::default())
     }
 
     fn on_method(&mut self, name: &str, payload: &str) -> Result<MethodResponse, String> {
@@ -65,9 +115,13 @@ impl Module for NetProbe {
         let (Some(op), Some(addr)) = (payload["op"].as_str(), payload["addr"].as_str()) else {
             return Err("payload must be {\"op\": …, \"addr\": …}".into());
         };
-        let answer = match probe(op, addr) {
-            Ok(value) => json!({ "ok": value }),
-            Err(e) => json!({ "error": format!("{:?}", e.kind()), "message": e.to_string() }),
+        let n = payload["n"].as_u64().unwrap_or(1);
+        let answer = match self.stateful(op, addr, n) {
+            Some(answer) => answer,
+            None => match probe(op, addr) {
+                Ok(value) => json!({ "ok": value }),
+                Err(e) => kind(&e),
+            },
         };
         Ok(MethodResponse {
             status: 200,

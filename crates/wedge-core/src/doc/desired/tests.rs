@@ -15,7 +15,7 @@ fn example() -> Value {
                 "tick-ms": 500,
                 "limits": {
                     "memory-mb": 64, "cpu-ms-per-call": 1000, "inbox": 1024, "state-kb": 1024, "log-kb": 64,
-                    "cpu-ms-per-second": 250, "http-body-kb": 1024, "http-timeout-ms": 30000, "http-concurrency": 16
+                    "cpu-ms-per-second": 250, "sockets": 1024, "http-body-kb": 1024, "http-timeout-ms": 30000, "http-concurrency": 16
                 },
                 "method-timeout-ms": 30000,
                 "data-dir": false,
@@ -49,6 +49,7 @@ fn all_limits() -> Limits {
         inbox,
         state_kb,
         log_kb: Some(64),
+        sockets: Some(1024),
         cpu_ms_per_second: Some(250),
         http_body_kb: Some(1024),
         http_timeout_ms: Some(30_000),

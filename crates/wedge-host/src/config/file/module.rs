@@ -10,8 +10,8 @@ use wedge_core::doc::ModuleKind;
 use wedge_runtime::spec::{
     AllowedHosts, DEFAULT_CPU_MS_PER_CALL, DEFAULT_CPU_MS_PER_SECOND, DEFAULT_HTTP_BODY_KB,
     DEFAULT_HTTP_CONCURRENCY, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_INBOX, DEFAULT_LOG_KB,
-    DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_STATE_KB, DesiredStatus, HttpTrigger,
-    ModuleSpec, RestartPolicy, SocketGrants, kib,
+    DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_SOCKETS, DEFAULT_STATE_KB, DesiredStatus,
+    HttpTrigger, ModuleSpec, RestartPolicy, SocketGrants, kib,
 };
 
 use super::super::ModuleDecl;
@@ -41,6 +41,7 @@ pub(super) struct FileModule {
     method_timeout_ms: Option<Spanned<u64>>,
     state_kb: Option<Spanned<u64>>,
     log_kb: Option<Spanned<u64>>,
+    sockets: Option<Spanned<u64>>,
     restart_policy: Option<RestartPolicy>,
 }
 
@@ -100,6 +101,7 @@ pub(super) fn module_spec(
     let inbox = positive(module.inbox, "inbox", Some(DEFAULT_INBOX as u64))?;
     let state_kb = positive(module.state_kb, "state-kb", Some(DEFAULT_STATE_KB))?;
     let log_kb = positive(module.log_kb, "log-kb", Some(DEFAULT_LOG_KB))?;
+    let max_sockets = positive(module.sockets, "sockets", Some(DEFAULT_SOCKETS))?;
     let method_timeout_ms = positive(
         module.method_timeout_ms,
         "method-timeout-ms",
@@ -142,6 +144,7 @@ pub(super) fn module_spec(
         config,
         allowed_hosts,
         sockets,
+        max_sockets: usize::try_from(max_sockets.unwrap_or(DEFAULT_SOCKETS)).unwrap_or(usize::MAX),
         http,
         tick_ms,
         data_dir: module.data_dir,

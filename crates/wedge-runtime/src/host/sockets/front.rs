@@ -1,20 +1,29 @@
 //! The `wasi:sockets` functions wedge answers before wasmtime-wasi does, because its address
 //! check cannot see them: creating a socket (refused, and logged, when no grant uses the
-//! protocol) and resolving a name (only names in a `connect` grant; the addresses they resolve
-//! to become reachable on that grant's ports). Both then go to wasmtime-wasi's own code.
+//! protocol, or when the module holds its `sockets` limit), accepting one (counted against the
+//! limit too: past it the client is closed at once) and dropping one (counted back), and
+//! resolving a name (only names in a `connect` grant; the addresses they resolve to become
+//! reachable on that grant's ports). Each then goes to wasmtime-wasi's own code.
 //!
 //! They shadow wasmtime-wasi's definitions in the linker (`add_to_linker` after
-//! `wasmtime_wasi::p2::add_to_linker_async`).
+//! `wasmtime_wasi::p2::add_to_linker_async`): whole interfaces where bindgen has them
+//! (`tcp-create-socket`, `udp-create-socket`, `ip-name-lookup`), single functions and resource
+//! destructors of `tcp` and `udp` by name.
 
-use wasmtime::component::{HasData, Linker, Resource};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{HasData, Linker, Resource, ResourceType};
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
     self, HostResolveAddressStream, ResolveAddressStream,
 };
 use wasmtime_wasi::p2::bindings::sockets::network::{
     self, ErrorCode, IpAddress, IpAddressFamily, Network,
 };
+use wasmtime_wasi::p2::bindings::sockets::tcp::HostTcpSocket;
+use wasmtime_wasi::p2::bindings::sockets::udp::HostUdpSocket;
 use wasmtime_wasi::p2::bindings::sockets::{tcp_create_socket, udp_create_socket};
-use wasmtime_wasi::p2::{DynPollable, SocketError, TcpSocket, UdpSocket};
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, DynPollable, SocketError, TcpSocket, UdpSocket,
+};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
 use super::SocketPolicy;
@@ -42,7 +51,57 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     tcp_create_socket::add_to_linker::<HostState, Granted>(linker, get)?;
     udp_create_socket::add_to_linker::<HostState, Granted>(linker, get)?;
     ip_name_lookup::add_to_linker::<HostState, Granted>(linker, get)?;
+    add_counting(linker)?;
     linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The interfaces' names in wasmtime-wasi 48's WIT (`wasi:sockets@0.2.12`); guests importing
+/// an older 0.2 version are linked to them by semver.
+const TCP: &str = "wasi:sockets/tcp@0.2.12";
+const UDP: &str = "wasi:sockets/udp@0.2.12";
+
+/// An accepted connection: the socket and its two streams.
+type Accepted = (
+    Resource<TcpSocket>,
+    Resource<DynInputStream>,
+    Resource<DynOutputStream>,
+);
+
+/// Accepting counts against the limit, dropping counts back.
+fn add_counting(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let mut tcp = linker.instance(TCP)?;
+    tcp.resource(
+        "tcp-socket",
+        ResourceType::host::<TcpSocket>(),
+        |mut store, rep| {
+            let mut front = store.data_mut().sockets_front();
+            front.policy.close_socket();
+            HostTcpSocket::drop(&mut front.sockets, Resource::new_own(rep))
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.accept",
+        |mut store: StoreContextMut<'_, HostState>,
+         (listener,): (Resource<TcpSocket>,)|
+         -> wasmtime::Result<(Result<Accepted, ErrorCode>,)> {
+            let mut front = store.data_mut().sockets_front();
+            match front.accept(listener) {
+                Ok(accepted) => Ok((Ok(accepted),)),
+                Err(e) => Ok((Err(network::Host::convert_error_code(&mut front, e)?),)),
+            }
+        },
+    )?;
+    let mut udp = linker.instance(UDP)?;
+    udp.resource(
+        "udp-socket",
+        ResourceType::host::<UdpSocket>(),
+        |mut store, rep| {
+            let mut front = store.data_mut().sockets_front();
+            front.policy.close_socket();
+            HostUdpSocket::drop(&mut front.sockets, Resource::new_own(rep))
+        },
+    )?;
     Ok(())
 }
 
@@ -90,13 +149,43 @@ impl network::HostNetwork for Front<'_> {
     }
 }
 
+impl Front<'_> {
+    /// wasmtime-wasi's accept, counted: past the limit the new client is closed at once.
+    fn accept(&mut self, listener: Resource<TcpSocket>) -> Result<Accepted, SocketError> {
+        let (socket, input, output) = HostTcpSocket::accept(&mut self.sockets, listener)?;
+        if self.policy.open_socket("accepting a tcp connection") {
+            return Ok((socket, input, output));
+        }
+        // Children first: a socket with live streams cannot be deleted.
+        let table = &mut *self.sockets.table;
+        table.delete(input)?;
+        table.delete(output)?;
+        drop(table.delete(socket)?);
+        Err(ErrorCode::NewSocketLimit.into())
+    }
+
+    /// A socket is about to be created: counted, unless it is refused.
+    fn open(&mut self, protocol: Protocol) -> Result<(), SocketError> {
+        self.check_protocol(protocol)?;
+        if !self
+            .policy
+            .open_socket(&format!("creating a {protocol} socket"))
+        {
+            return Err(ErrorCode::NewSocketLimit.into());
+        }
+        Ok(())
+    }
+}
+
 impl tcp_create_socket::Host for Front<'_> {
     fn create_tcp_socket(
         &mut self,
         family: IpAddressFamily,
     ) -> Result<Resource<TcpSocket>, SocketError> {
-        self.check_protocol(Protocol::Tcp)?;
-        self.sockets.create_tcp_socket(family)
+        self.open(Protocol::Tcp)?;
+        self.sockets
+            .create_tcp_socket(family)
+            .inspect_err(|_| self.policy.close_socket())
     }
 }
 
@@ -105,8 +194,9 @@ impl udp_create_socket::Host for Front<'_> {
         &mut self,
         family: IpAddressFamily,
     ) -> Result<Resource<UdpSocket>, SocketError> {
-        self.check_protocol(Protocol::Udp)?;
-        self.sockets.create_udp_socket(family).await
+        self.open(Protocol::Udp)?;
+        let created = self.sockets.create_udp_socket(family).await;
+        created.inspect_err(|_| self.policy.close_socket())
     }
 }
 

@@ -10,7 +10,7 @@ pub(crate) use front::add_to_linker;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi::WasiCtxBuilder;
@@ -23,12 +23,15 @@ use crate::spec::{Protocol, SocketGrants};
 /// answer: a module that resolves or hears from without end must not grow the host's memory.
 const MAX_LEARNED: usize = 1024;
 
+/// The ports of the grants an address was learned for, by protocol.
+type LearnedPorts = Vec<(Protocol, RangeInclusive<u16>)>;
+
 /// One module instance's socket permissions.
 pub(crate) struct SocketPolicy {
     module: String,
     grants: SocketGrants,
     /// Addresses its granted names resolved to, with the ports of those grants.
-    learned: Mutex<HashMap<IpAddr, Vec<(Protocol, RangeInclusive<u16>)>>>,
+    learned: Mutex<HashMap<IpAddr, LearnedPorts>>,
     /// The name each open resolve-address stream resolves, by its handle.
     streams: Mutex<HashMap<u32, String>>,
     /// UDP peers that sent it a datagram on a listen grant: it may answer them.
@@ -36,12 +39,16 @@ pub(crate) struct SocketPolicy {
     warnings: Arc<RateLimiter>,
     /// Refusals, for `wedge status`.
     denied: Arc<AtomicU64>,
+    /// Sockets the instance holds (created or accepted, not yet dropped), and its limit.
+    open: AtomicUsize,
+    max_open: usize,
 }
 
 impl SocketPolicy {
     pub(crate) fn new(
         module: &str,
         grants: SocketGrants,
+        max_open: usize,
         warnings: Arc<RateLimiter>,
         denied: Arc<AtomicU64>,
     ) -> Arc<Self> {
@@ -53,7 +60,37 @@ impl SocketPolicy {
             peers: Mutex::default(),
             warnings,
             denied,
+            open: AtomicUsize::new(0),
+            max_open,
         })
+    }
+
+    /// Counts one more open socket, unless the instance holds its limit already (then the
+    /// refusal is counted and logged).
+    pub(crate) fn open_socket(&self, what: &str) -> bool {
+        let taken = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_open).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            self.refused_because(
+                what,
+                &format!(
+                    "the module holds its limit of {} sockets (`sockets`)",
+                    self.max_open
+                ),
+            );
+        }
+        taken
+    }
+
+    /// One socket fewer.
+    pub(crate) fn close_socket(&self) {
+        let _ = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Gives `wasi` the module's sockets: TCP and UDP only if a grant uses them, name lookup
@@ -182,6 +219,10 @@ impl SocketPolicy {
 
     /// Counts and logs (rate-limited) one refused use of the network, `what` naming it.
     pub(crate) fn refused(&self, what: &str) {
+        self.refused_because(what, "not in the module's `connect` or `listen` grants");
+    }
+
+    fn refused_because(&self, what: &str, why: &str) {
         self.denied.fetch_add(1, Ordering::Relaxed);
         let module = &self.module;
         self.warnings.gate(
@@ -189,7 +230,7 @@ impl SocketPolicy {
             || {
                 tracing::warn!(
                     module = %module,
-                    "{what} denied: not in the module's `connect` or `listen` grants"
+                    "{what} denied: {why}"
                 )
             },
         );

@@ -6,6 +6,7 @@ fn policy(connect: &[&str], listen: &[&str]) -> (Arc<SocketPolicy>, Arc<AtomicU6
     let policy = SocketPolicy::new(
         "m",
         grants,
+        2,
         Arc::new(RateLimiter::for_denials()),
         denied.clone(),
     );
@@ -85,4 +86,15 @@ fn a_granted_name_opens_the_addresses_it_resolved_to_on_its_ports() {
     assert!(p.allows(addr("10.0.0.9:502"), SocketAddrUse::TcpConnect));
     assert!(!p.allows(addr("10.0.0.9:503"), SocketAddrUse::TcpConnect));
     assert!(!p.allows(addr("10.0.0.9:502"), SocketAddrUse::UdpSend));
+}
+
+#[test]
+fn open_sockets_are_counted_against_the_limit() {
+    let (p, denied) = policy(&["tcp://127.0.0.1:502"], &[]);
+    assert!(p.open_socket("a"));
+    assert!(p.open_socket("b"));
+    assert!(!p.open_socket("c"), "the limit is 2");
+    assert_eq!(denied.load(Ordering::Relaxed), 1);
+    p.close_socket();
+    assert!(p.open_socket("d"), "a closed one makes room");
 }
