@@ -302,3 +302,22 @@ fn a_thousand_idle_connections_leave_the_host_idle() {
     assert_eq!(clients[737].ping(), ["MSG idle/737 wake up"]);
     assert_eq!(host.module_status("pubsub")["state"], json!("running"));
 }
+
+#[test]
+fn clients_past_max_clients_are_refused_until_one_leaves() {
+    let (_host, addr) = start(", max-clients = 2", "");
+    let mut first = Client::connect(&addr);
+    let mut second = Client::connect(&addr);
+    assert!(first.ping().is_empty() && second.ping().is_empty());
+    let mut third = Client::connect(&addr);
+    assert_eq!(third.line().as_deref(), Some("ERR too many clients"));
+    assert_eq!(third.line(), None);
+    drop(first);
+    let mut again = wait_for("a place once a client left", TIMEOUT, || {
+        let mut client = Client::connect(&addr);
+        client.send("PING");
+        (client.line().as_deref() == Some("PONG")).then_some(client)
+    });
+    assert!(again.ping().is_empty());
+    assert!(second.ping().is_empty());
+}

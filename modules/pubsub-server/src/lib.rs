@@ -9,7 +9,8 @@
 //! - `listen` (required): the address to listen on, `"127.0.0.1:5020"`; the deployment must
 //!   grant it (`listen = ["tcp://127.0.0.1:5020"]`);
 //! - `max-line` (4096): longest line in bytes; a client sending a longer one is disconnected;
-//! - `max-clients` (1024): more connections are refused with `ERR too many clients`;
+//! - `max-clients` (1000): more connections are refused with `ERR too many clients` (the
+//!   deployment's `sockets` limit, default 1024, counts them and the listener too);
 //! - `max-subscriptions` (64) per client;
 //! - `max-queue-kb` (256): lines waiting for a slow subscriber; what does not fit is dropped
 //!   for that subscriber;
@@ -45,8 +46,9 @@ struct Settings {
 fn default_max_line() -> usize {
     4096
 }
+/// Below the host's default `sockets` limit (1024), which counts the listener too.
 fn default_max_clients() -> usize {
-    1024
+    1000
 }
 fn default_max_subscriptions() -> usize {
     64
