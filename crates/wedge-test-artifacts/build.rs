@@ -39,6 +39,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "Example module reading Modbus TCP holding registers every tick and sending them on `registers`.",
     ),
     (
+        "PUBSUB_SERVER",
+        "pubsub_server",
+        "Example module: a line-protocol pub/sub server for local TCP clients (`listen` in its config), each publication also telemetry on `messages`.",
+    ),
+    (
         "TRAPPER",
         "trapper",
         "Test guest that traps in `on-message`.",
@@ -83,6 +88,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
         "LOADGEN",
         "loadgen",
         "Benchmark guest sending `per-tick` messages of `size` bytes on `out`, one per call or in `batch`es.",
+    ),
+    (
+        "RUNNER",
+        "runner",
+        "Test guest: a long-running module (`service.run`) serving, spinning, trapping, failing or returning as its `mode` says.",
     ),
     (
         "BIG",

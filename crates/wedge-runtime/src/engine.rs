@@ -12,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::bindings::{EdgeModule, EdgeModulePre};
 use crate::host::HostState;
+use crate::module::ServiceExport;
 use crate::operator::{self, AioOperators};
 use crate::spec::ModuleKind;
 
@@ -54,6 +55,8 @@ pub(crate) struct Exports {
     pub operators: Option<operator::Exports>,
     /// `wasi:http/incoming-handler@0.2.x`, when it serves HTTP (the HTTP trigger).
     pub http: Option<ProxyPre<HostState>>,
+    /// `wedge:edge/service` (a long-running module's `run`), when it has it.
+    pub service: Option<ServiceExport>,
 }
 
 impl ModuleImage {
@@ -284,6 +287,8 @@ impl EngineCtx {
         let pre = self.linker.instantiate_pre(&component).map_err(error)?;
         let operators = operator::Exports::new(&pre);
         let http = ProxyPre::new(pre.clone()).ok();
+        let service =
+            ServiceExport::find(pre.component()).map_err(|e| error(wasmtime::Error::msg(e)))?;
         let module = match EdgeModulePre::new(pre) {
             Ok(module) => Some(module),
             Err(_) if operators.is_some() || http.is_some() => None,
@@ -300,6 +305,7 @@ impl EngineCtx {
             module,
             operators,
             http,
+            service,
         });
         let mut loaded = loaded();
         loaded.retain(|_, image| image.strong_count() > 0);

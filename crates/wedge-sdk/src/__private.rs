@@ -5,7 +5,7 @@ use std::thread::LocalKey;
 
 use serde::de::DeserializeOwned;
 
-use crate::{Config, Message, MethodResponse, Module};
+use crate::{Config, Message, MethodResponse, Module, Service};
 
 /// Where `export!` keeps the one module instance. Wasm is single-threaded, so a thread-local
 /// `RefCell` is a plain global without the need for `unsafe` or locking.
@@ -51,6 +51,11 @@ pub fn on_method<T: Module>(
     payload: String,
 ) -> Result<MethodResponse, String> {
     with(slot, |m| m.on_method(&name, &payload))
+}
+
+/// Handles `run` (in the instance the host made for it, which got its own `init`).
+pub fn run<T: Service>(slot: &'static Slot<T>) -> Result<(), String> {
+    with(slot, |m| m.run())
 }
 
 /// Runs `f` on the instance, or fails if `init` has not succeeded. Host calls never overlap and

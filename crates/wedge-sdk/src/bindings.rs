@@ -11,3 +11,23 @@ wit_bindgen::generate!({
     export_macro_name: "__wedge_export_bindings",
     default_bindings_module: "wedge_sdk::bindings",
 });
+
+/// The `service` export alone, for `export!(T, service)`. A world of its own rather than
+/// `edge-service`, whose bindings would define the `module` export's macros a second time:
+/// wit-component joins this world with `edge-module` into the component's, which then exports
+/// both interfaces.
+pub mod service {
+    wit_bindgen::generate!({
+        inline: "
+            package wedge:sdk;
+            world service-export {
+                export wedge:edge/service@0.1.0;
+            }
+        ",
+        path: "../../wit",
+        world: "wedge:sdk/service-export",
+        pub_export_macro: true,
+        export_macro_name: "__wedge_export_service_bindings",
+        default_bindings_module: "wedge_sdk::bindings::service",
+    });
+}

@@ -6,9 +6,33 @@
 /// instance in a thread-local (wasm components are single-threaded), builds it in `init` (a
 /// second `init` replaces it) and makes every other export fail with `module not initialised`
 /// until an `init` has succeeded.
+///
+/// `wedge_sdk::export!(MyModule, service);` also exports the `service` interface of a
+/// long-running module: `MyModule` implements [`Service`](crate::Service) as well, and `run`
+/// is called on the instance `init` built.
 #[macro_export]
 macro_rules! export {
     ($t:ty) => {
+        $crate::export!(@module $t, {});
+    };
+    ($t:ty, service) => {
+        $crate::export!(@module $t, {
+            struct __WedgeService;
+
+            impl $crate::bindings::service::exports::wedge::edge::service::Guest
+                for __WedgeService
+            {
+                fn run() -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__private::run::<$t>(&__WEDGE_INSTANCE)
+                }
+            }
+
+            $crate::bindings::service::__wedge_export_service_bindings!(
+                __WedgeService with_types_in $crate::bindings::service
+            );
+        });
+    };
+    (@module $t:ty, { $($service:tt)* }) => {
         // An anonymous const keeps the helper names out of the module's namespace.
         const _: () = {
             ::std::thread_local! {
@@ -53,6 +77,8 @@ macro_rules! export {
             // `with_types_in $crate::bindings` instead of the default `wedge_sdk::bindings` so the
             // expansion works even if the module renames the dependency.
     $crate::bindings::__wedge_export_bindings!(__WedgeGuest with_types_in $crate::bindings);
+
+            $($service)*
         };
     };
 }

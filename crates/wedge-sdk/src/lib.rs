@@ -3,7 +3,8 @@
 //! A module is a type implementing [`Module`] plus one [`export!`] invocation; the crate is
 //! built as a `cdylib` for `wasm32-wasip2`, which yields a WebAssembly component the wedge host
 //! runs. Everything a module can ask of the host is in [`telemetry`], [`twin`], [`log`] and
-//! [`state`].
+//! [`state`]. A module that serves (a TCP server, a loop of its own) also implements
+//! [`Service`] and is exported with `export!(MyModule, service)`.
 //!
 //! ```no_run
 //! use serde::Deserialize;
@@ -45,6 +46,7 @@ mod export;
 pub mod log;
 mod message;
 mod module;
+mod service;
 pub mod state;
 pub mod telemetry;
 pub mod twin;
@@ -53,3 +55,4 @@ pub use bindings::exports::wedge::edge::module::MethodResponse;
 pub use bindings::wedge::edge::types::{Message, SendError};
 pub use config::Config;
 pub use module::Module;
+pub use service::Service;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use crate::host::{HostState, LimitExceeded};
+use crate::host::{CpuMeter, HostState, LimitExceeded};
 
 use super::ModuleCtx;
 
@@ -54,11 +54,33 @@ pub(crate) fn new_store(engine: &Engine, ctx: Arc<ModuleCtx>) -> Result<Store<Ho
         }
         Ok(())
     });
-    // Each epoch tick in guest code: over budget traps, else let other modules run.
-    store.epoch_deadline_callback(|store| match store.data().cpu.exceeded() {
-        Some(limit) => Err(limit.into()),
-        None => Ok(UpdateDeadline::Yield(1)),
+    // Each epoch tick in guest code: over a per-call budget traps; over a rate sleeps until
+    // the rate paid the excess back; else let other modules run.
+    store.epoch_deadline_callback(|mut store| {
+        let cpu = &mut store.data_mut().cpu;
+        if let Some(limit) = cpu.exceeded() {
+            return Err(limit.into());
+        }
+        Ok(match cpu.throttle(Instant::now()) {
+            Some(sleep) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(sleep))),
+            None => UpdateDeadline::Yield(1),
+        })
     });
+    Ok(store)
+}
+
+/// A store for the instance a long-running module's `run` is called in: as [`new_store`],
+/// with the CPU limit as a rate (`cpu-ms-per-second`) instead of per call.
+///
+/// # Errors
+/// As [`new_store`].
+pub(crate) fn new_service_store(
+    engine: &Engine,
+    ctx: Arc<ModuleCtx>,
+) -> Result<Store<HostState>, String> {
+    let rate = ctx.spec().cpu_ms_per_second;
+    let mut store = new_store(engine, ctx)?;
+    store.data_mut().cpu = CpuMeter::rate(rate, Instant::now());
     Ok(store)
 }
 

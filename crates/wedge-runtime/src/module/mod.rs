@@ -5,6 +5,7 @@ mod instance;
 mod log_ring;
 mod logs;
 mod operator_metrics;
+mod run;
 mod stats;
 mod supervisor;
 
@@ -27,6 +28,7 @@ pub use log_ring::{DEFAULT_LOG_KB, LogLevel, LogLine, LogPage, LogQuery};
 pub(crate) use logs::Source;
 pub(crate) use operator_metrics::OperatorMetric;
 pub use operator_metrics::OperatorSeries;
+pub(crate) use run::ServiceExport;
 pub(crate) use stats::ModuleStats;
 pub use stats::ModuleStatus;
 pub(crate) use supervisor::supervise;

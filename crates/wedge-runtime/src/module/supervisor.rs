@@ -14,6 +14,7 @@ use wedge_core::{DesiredStatus, RestartPolicy};
 use crate::ModuleImage;
 
 use super::instance::{Instance, Outcome};
+use super::run::RunTask;
 use super::{Control, InboxReceiver, MethodResult, ModuleCtx, Update};
 
 /// First delay before restarting a failed module; doubled after each failure up to the cap.
@@ -45,7 +46,21 @@ pub(crate) async fn supervise(
                 Outcome::Done(mut instance) => {
                     ctx.stats.up();
                     tracing::info!(sha256 = image.sha256(), "started");
-                    serve(&mut instance, &ctx, &mut inbox, &mut control, &mut backoff).await
+                    let mut run = RunTask::spawn(&image, &ctx);
+                    let exit = serve(
+                        &mut instance,
+                        &mut run,
+                        (&image, &ctx),
+                        &mut inbox,
+                        &mut control,
+                        &mut backoff,
+                    )
+                    .await;
+                    if let Some(run) = run {
+                        // Its sockets closed before anything starts again.
+                        run.stop().await;
+                    }
+                    exit
                 }
                 Outcome::Refused(e) | Outcome::Trapped(e) => Exit::Failed(e),
                 Outcome::Exited => Exit::Clean,
@@ -141,10 +156,12 @@ enum Exit {
     Clean,
 }
 
-/// Feeds the running instance until it ends or the module is stopped.
+/// Feeds the running instance until it ends or the module is stopped; watches its `run`
+/// loop, if it has one, which ends the module as a call would when it ends.
 async fn serve(
     instance: &mut Instance,
-    ctx: &ModuleCtx,
+    run: &mut Option<RunTask>,
+    (image, ctx): (&ModuleImage, &Arc<ModuleCtx>),
     inbox: &mut InboxReceiver,
     control: &mut mpsc::Receiver<Control>,
     backoff: &mut Duration,
@@ -171,6 +188,11 @@ async fn serve(
                     let outcome = timed(ctx, instance.on_config(&config)).await;
                     if !matches!(outcome, Outcome::Done(())) {
                         ctx.set_config(previous);
+                    } else if let Some(old) = run.take() {
+                        // `run` got its configuration from `init`: a new one needs a new loop.
+                        tracing::info!("restarting `run` with the new configuration");
+                        old.stop().await;
+                        *run = RunTask::spawn(image, ctx);
                     }
                     let _ = reply.send(match &outcome {
                         Outcome::Done(()) => Ok(()),
@@ -189,6 +211,16 @@ async fn serve(
                     outcome.map(drop)
                 }
             },
+            ended = run_ended(run) => {
+                *run = None;
+                match ended {
+                    Outcome::Done(()) | Outcome::Exited => {
+                        tracing::info!("`run` returned");
+                        return Exit::Clean;
+                    }
+                    Outcome::Refused(e) | Outcome::Trapped(e) => return Exit::Failed(e),
+                }
+            }
             _ = next_tick(&mut ticker) => timed(ctx, instance.on_tick()).await,
             _ = wake(wake_at) => timed(ctx, instance.on_wake()).await,
             delivery = inbox.recv() => {
@@ -271,6 +303,14 @@ async fn timed<T>(ctx: &ModuleCtx, call: impl Future<Output = T>) -> T {
     let outcome = call.await;
     ctx.stats.called(started.elapsed());
     outcome
+}
+
+/// Resolves when the `run` loop ends; never without one.
+async fn run_ended(run: &mut Option<RunTask>) -> Outcome<()> {
+    match run {
+        Some(run) => run.finished().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves at `at`; never without it.
