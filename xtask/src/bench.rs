@@ -11,7 +11,15 @@ use serde_json::{Value, json};
 use crate::{cargo, root, run};
 
 /// The benches of `crates/wedge-bench`, in the order the table shows them.
-const BENCHES: &[&str] = &["e2e", "call", "start", "footprint", "latency", "http", "pubsub"];
+const BENCHES: &[&str] = &[
+    "e2e",
+    "call",
+    "start",
+    "footprint",
+    "latency",
+    "http",
+    "pubsub",
+];
 
 pub fn bench() -> anyhow::Result<()> {
     crate::ensure_wasm_target()?;
