@@ -465,9 +465,10 @@ fn a_data_dir_that_cannot_be_written_is_an_error() {
     );
     assert!(line.contains("Permission denied"), "{line}");
     // The deployment itself (empty, local hub) is fine; only the data dir is named, and the
-    // local hub has no upstream to check: deployment, data dir, free space.
+    // local hub has no upstream to check: deployment, data dir, its version, free space.
     outcome.line("ok", "deployment");
+    outcome.line("ok", "data dir version");
     outcome.line("ok", "data dir free space");
-    assert_eq!(outcome.checks().len(), 3, "{}", outcome.stdout);
+    assert_eq!(outcome.checks().len(), 4, "{}", outcome.stdout);
     std::fs::set_permissions(&path, PermissionsExt::from_mode(0o700)).unwrap();
 }
