@@ -5,13 +5,12 @@
 //! `COUNT` clones of the same message into a bounded tokio channel as deep as the inbox, and
 //! another task takes them.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wedge_bench::{NoUpstream, Rows, Samples, rounds, scratch};
+use wedge_bench::{Rows, Samples, rounds, scratch};
 use wedge_core::Message;
 use wedge_host::config::Deployment;
-use wedge_runtime::{EngineCtx, Runtime};
+use wedge_runtime::EngineCtx;
 use wedge_test_artifacts::LOADGEN;
 
 const COUNT: usize = 200_000;
@@ -65,7 +64,6 @@ async fn native() -> f64 {
 
 async fn module_to_module(engine: &EngineCtx) -> f64 {
     let dir = scratch();
-    let (store, outbox) = wedge_bench::iothub::durable_outbox(dir.path());
     let toml = format!(
         "[modules.sender]\npath = {LOADGEN:?}\ntick-ms = 1\n\
          config = {{ limit = {COUNT}, size = {BODY}, per-tick = 100000 }}\n\
@@ -73,13 +71,7 @@ async fn module_to_module(engine: &EngineCtx) -> f64 {
          [routes]\nr = {{ from = \"sender/out\", to = \"receiver/in\" }}\n"
     );
     let deployment = Deployment::parse(&dir.path().join("wedge.toml"), &toml).expect("toml");
-    let runtime = Runtime::new(
-        engine.clone(),
-        Arc::new(NoUpstream),
-        store,
-        outbox,
-        dir.path().into(),
-    );
+    let runtime = wedge_bench::local_runtime(engine, dir.path());
     let receiver = &deployment.modules["receiver"];
     let image = engine.compile_file(&receiver.path).expect("compile");
     runtime

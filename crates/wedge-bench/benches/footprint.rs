@@ -15,15 +15,7 @@ use wedge_test_artifacts::{BIG, LOADGEN, SENSOR};
 const MESSAGES: u64 = 1_000_000;
 
 fn main() {
-    let wedge = std::env::var_os("WEDGE_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/wedge"),
-        PathBuf::from,
-    );
-    assert!(
-        wedge.is_file(),
-        "{}: build it with `cargo build --release -p wedge`",
-        wedge.display()
-    );
+    let wedge = wedge_bench::wedge_bin();
     let rounds = rounds(3);
     let mut rows = Rows::new("footprint", "4 footprint");
     let work = scratch();

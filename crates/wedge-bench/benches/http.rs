@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -16,10 +15,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use wedge_bench::{NoUpstream, Rows, Samples, rounds, scratch};
+use wedge_bench::{Rows, Samples, rounds, scratch};
 use wedge_core::Message;
 use wedge_host::config::Deployment;
-use wedge_runtime::{EngineCtx, Runtime};
+use wedge_runtime::EngineCtx;
 use wedge_test_artifacts::{LOADGEN, WEBHOOK};
 
 const COUNT: usize = 20_000;
@@ -174,7 +173,6 @@ async fn answer(
 
 async fn webhook(engine: &EngineCtx) -> f64 {
     let dir = scratch();
-    let (store, outbox) = wedge_bench::iothub::durable_outbox(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -185,13 +183,7 @@ async fn webhook(engine: &EngineCtx) -> f64 {
          [routes]\nr = {{ from = \"webhook/events\", to = \"receiver/in\" }}\n"
     );
     let deployment = Deployment::parse(&dir.path().join("wedge.toml"), &toml).expect("toml");
-    let runtime = Runtime::new(
-        engine.clone(),
-        Arc::new(NoUpstream),
-        store,
-        outbox,
-        dir.path().into(),
-    );
+    let runtime = wedge_bench::local_runtime(engine, dir.path());
     for name in ["receiver", "webhook"] {
         let module = &deployment.modules[name];
         let image = engine.compile_file(&module.path).expect("compile");

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -28,15 +28,7 @@ const PAYLOAD: usize = 64;
 const TOPIC: &str = "bench/t";
 
 fn main() {
-    let wedge = std::env::var_os("WEDGE_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/wedge"),
-        PathBuf::from,
-    );
-    assert!(
-        wedge.is_file(),
-        "{}: build it with `cargo build --release -p wedge`",
-        wedge.display()
-    );
+    let wedge = wedge_bench::wedge_bin();
     let work = scratch();
     let native = native_server();
     let (mut bare, mut durable) = (Samples::default(), Samples::default());

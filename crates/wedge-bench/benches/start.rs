@@ -8,10 +8,9 @@
 //!   world, against loading the same from the cache.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wedge_bench::{NoUpstream, Rows, Samples, rounds, scratch, variant};
+use wedge_bench::{Rows, Samples, rounds, scratch, variant};
 use wedge_runtime::spec::ModuleSpec;
 use wedge_runtime::{Allocation, EngineCtx, Runtime};
 use wedge_test_artifacts::ECHO;
@@ -158,14 +157,7 @@ async fn starts(
         .expect("engine")
         .with_cache(cache.into());
     let dir = scratch();
-    let (store, outbox) = wedge_bench::iothub::durable_outbox(dir.path());
-    let runtime = Runtime::new(
-        engine.clone(),
-        Arc::new(NoUpstream),
-        store,
-        outbox,
-        dir.path().into(),
-    );
+    let runtime = wedge_bench::local_runtime(&engine, dir.path());
     let image = engine.compile(&binaries[0], "echo").expect("load");
     runtime
         .add_module("running", spec.clone(), image, spec.config.clone())

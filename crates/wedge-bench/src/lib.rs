@@ -232,6 +232,36 @@ pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(dir).expect("scratch dir")
 }
 
+/// A runtime over a durable store in `dir`, its upstream [`NoUpstream`].
+pub fn local_runtime(
+    engine: &wedge_runtime::EngineCtx,
+    dir: &std::path::Path,
+) -> wedge_runtime::Runtime {
+    let (store, outbox) = iothub::durable_outbox(dir);
+    wedge_runtime::Runtime::new(
+        engine.clone(),
+        std::sync::Arc::new(NoUpstream),
+        store,
+        outbox,
+        dir.into(),
+    )
+}
+
+/// The release `wedge` binary of the whole-process rows: `$WEDGE_BIN`, else
+/// `target/release/wedge`.
+pub fn wedge_bin() -> PathBuf {
+    let wedge = std::env::var_os("WEDGE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/wedge"),
+        PathBuf::from,
+    );
+    assert!(
+        wedge.is_file(),
+        "{}: build it with `cargo build --release -p wedge`",
+        wedge.display()
+    );
+    wedge
+}
+
 /// An upstream for benches whose messages stay on the device.
 pub struct NoUpstream;
 
