@@ -9,6 +9,24 @@ use wedge_store::Outbox;
 use crate::inbox::{Delivery, Inbox};
 use wedge_core::UpstreamMessage;
 
+/// A durable route's queue on disk and the task feeding its module from it.
+pub(crate) struct DurableRoute {
+    pub queue: Outbox,
+    pub forwarder: tokio::task::JoinHandle<()>,
+    /// The inbox the forwarder feeds; `None` if the module was not running.
+    pub inbox: Option<Inbox>,
+}
+
+impl DurableRoute {
+    /// Whether the forwarder still feeds the module's current inbox.
+    pub(crate) fn feeds(&self, inbox: Option<&Inbox>) -> bool {
+        match (&self.inbox, inbox) {
+            (Some(fed), Some(current)) => fed.same(current) && !self.forwarder.is_finished(),
+            _ => false,
+        }
+    }
+}
+
 /// Records read from the queue at once.
 const READ_BATCH: usize = 64;
 

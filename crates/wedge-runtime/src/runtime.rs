@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use wedge_core::{Message, SendError, Upstream};
 use wedge_store::{Outbox, OutboxLimits, Store};
 
-use crate::durable_route;
+use crate::durable_route::{self, DurableRoute};
 use crate::engine::{EngineCtx, ModuleImage};
 use crate::http_trigger::HttpServer;
 use crate::inbox::{Inbox, inbox};
@@ -85,24 +85,6 @@ struct ModuleHandle {
 struct RouteHandle {
     route: Route,
     durable: Option<DurableRoute>,
-}
-
-/// A durable route's queue on disk and the task feeding its module from it.
-struct DurableRoute {
-    queue: Outbox,
-    forwarder: JoinHandle<()>,
-    /// The inbox the forwarder feeds; `None` if the module was not running.
-    inbox: Option<Inbox>,
-}
-
-impl DurableRoute {
-    /// Whether the forwarder still feeds the module's current inbox.
-    fn feeds(&self, inbox: Option<&Inbox>) -> bool {
-        match (&self.inbox, inbox) {
-            (Some(fed), Some(current)) => fed.same(current) && !self.forwarder.is_finished(),
-            _ => false,
-        }
-    }
 }
 
 impl Runtime {
