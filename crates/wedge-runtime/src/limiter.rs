@@ -1,9 +1,10 @@
 //! A token bucket for things a module can make the host repeat without bound: its log records
-//! (`log.log`, stdout, stderr) and the host's warnings about it (denied HTTP requests). What
+//! (`log.log`, stdout, stderr) and the host's warnings about it (its [`Denials`]). What
 //! the bucket refuses is counted, and the next record that passes says how many were dropped,
 //! so a flood costs the log one line per refill instead of its whole volume.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Records a module may log in a burst, and then per second.
@@ -102,6 +103,37 @@ impl RateLimiter {
             bucket.suppressed += 1;
             Verdict::Suppress
         }
+    }
+}
+
+/// A module's refused uses of the network (HTTP requests outside `allowed-hosts`, sockets
+/// outside its grants or limit): each is counted (`network-denied`) and warned about at the
+/// denial rate. One per module, shared by its instances' HTTP hooks and socket policies.
+#[derive(Debug)]
+pub(crate) struct Denials {
+    module: String,
+    warnings: RateLimiter,
+    count: Arc<AtomicU64>,
+}
+
+impl Denials {
+    pub(crate) fn new(module: &str, count: Arc<AtomicU64>) -> Self {
+        Denials {
+            module: module.to_string(),
+            warnings: RateLimiter::for_denials(),
+            count,
+        }
+    }
+
+    /// Counts one refusal and, if the rate allows, runs `warn` with the module's name (after a
+    /// line saying how many `what` were denied unlogged since the last warning).
+    pub(crate) fn deny(&self, what: &str, warn: impl FnOnce(&str)) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let module = self.module.as_str();
+        self.warnings.gate(
+            |n| tracing::warn!(module = %module, "{n} more {what} were denied"),
+            || warn(module),
+        );
     }
 }
 

@@ -1,56 +1,38 @@
 //! Outbound `wasi:http` requests, allowed only to the module's `allowed-hosts`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::limiter::RateLimiter;
+use crate::limiter::Denials;
 use crate::spec::AllowedHosts;
 
 /// The `wasi:http` hooks of one module: deny by default, then the standard client.
 pub(crate) struct OutboundHttp {
-    module: String,
     allowed: AllowedHosts,
-    /// The rate of denial warnings: a module retrying a denied request must not fill the log.
-    warnings: Arc<RateLimiter>,
-    /// Refused requests, for `wedge status`.
-    denied: Arc<AtomicU64>,
+    /// Where refusals are counted and warned about: a module retrying a denied request must
+    /// not fill the log.
+    denials: Arc<Denials>,
 }
 
 impl OutboundHttp {
-    pub(crate) fn new(
-        module: &str,
-        allowed: AllowedHosts,
-        warnings: Arc<RateLimiter>,
-        denied: Arc<AtomicU64>,
-    ) -> Self {
-        OutboundHttp {
-            module: module.to_string(),
-            allowed,
-            warnings,
-            denied,
-        }
+    pub(crate) fn new(allowed: AllowedHosts, denials: Arc<Denials>) -> Self {
+        OutboundHttp { allowed, denials }
     }
 
-    /// Warns that a request to `uri` was denied, at the rate of `warnings`.
+    /// Counts and warns (at the denial rate) that a request to `uri` was denied.
     fn warn_denied(&self, uri: &http::Uri) {
-        self.denied.fetch_add(1, Ordering::Relaxed);
-        let module = &self.module;
-        self.warnings.gate(
-            |n| tracing::warn!(module = %module, "{n} more outbound HTTP requests were denied"),
-            || {
-                tracing::warn!(
-                    module = %module,
-                    destination = %format_args!(
-                        "{}://{}",
-                        uri.scheme_str().unwrap_or("?"),
-                        uri.authority().map_or("?", |a| a.as_str())
-                    ),
-                    "outbound HTTP request denied: destination is not in the module's allowed-hosts"
-                )
-            },
-        );
+        self.denials.deny("outbound HTTP requests", |module| {
+            tracing::warn!(
+                module = %module,
+                destination = %format_args!(
+                    "{}://{}",
+                    uri.scheme_str().unwrap_or("?"),
+                    uri.authority().map_or("?", |a| a.as_str())
+                ),
+                "outbound HTTP request denied: destination is not in the module's allowed-hosts"
+            )
+        });
     }
 
     /// Whether `uri` is on the allow-list. A URI without scheme or host is denied.
@@ -124,10 +106,8 @@ mod tests {
     #[test]
     fn only_listed_destinations_pass() {
         let hooks = OutboundHttp::new(
-            "m",
             AllowedHosts::parse(&["http://127.0.0.1:8080"]).unwrap(),
-            Arc::new(RateLimiter::for_denials()),
-            Arc::default(),
+            Arc::new(Denials::new("m", Arc::default())),
         );
         let ok: http::Uri = "http://127.0.0.1:8080/ingest?x=1".parse().unwrap();
         let other_port: http::Uri = "http://127.0.0.1:9090/".parse().unwrap();

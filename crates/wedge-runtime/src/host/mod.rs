@@ -60,11 +60,9 @@ impl HostState {
             panic.clone(),
         ));
         let sockets = SocketPolicy::new(
-            &module.name,
             spec.sockets.clone(),
             spec.max_sockets,
             module.denials.clone(),
-            module.stats.network_denied.clone(),
         );
         sockets.install(&mut wasi);
         if let Some(dir) = &module.data_dir {
@@ -73,12 +71,7 @@ impl HostState {
                 .map_err(std::io::Error::other)?;
         }
         Ok(HostState {
-            outbound: OutboundHttp::new(
-                &module.name,
-                spec.allowed_hosts.clone(),
-                module.denials.clone(),
-                module.stats.network_denied.clone(),
-            ),
+            outbound: OutboundHttp::new(spec.allowed_hosts.clone(), module.denials.clone()),
             sockets,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

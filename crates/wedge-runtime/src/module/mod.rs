@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use wedge_core::Upstream;
 
 use crate::ModuleImage;
-use crate::limiter::RateLimiter;
+use crate::limiter::{Denials, RateLimiter};
 use crate::router::Router;
 use crate::spec::ModuleSpec;
 
@@ -52,8 +52,8 @@ pub(crate) struct ModuleCtx {
     logs: RateLimiter,
     /// Its recent log records, for `wedge logs`.
     pub log_ring: LogRing,
-    /// The rate of the host's warnings about its denied HTTP requests, across its instances.
-    pub denials: Arc<RateLimiter>,
+    /// Its refused uses of the network, counted and warned about across its instances.
+    pub denials: Arc<Denials>,
 }
 
 impl ModuleCtx {
@@ -69,6 +69,7 @@ impl ModuleCtx {
         stats: ModuleStats,
     ) -> Self {
         let spec_log_bytes = spec.log_bytes;
+        let denials = Arc::new(Denials::new(&name, stats.network_denied.clone()));
         ModuleCtx {
             name,
             spec: RwLock::new(Arc::new(spec)),
@@ -80,7 +81,7 @@ impl ModuleCtx {
             state,
             logs: RateLimiter::for_logs(),
             log_ring: LogRing::new(spec_log_bytes),
-            denials: Arc::new(RateLimiter::for_denials()),
+            denials,
         }
     }
 

@@ -10,13 +10,13 @@ pub(crate) use front::add_to_linker;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
-use crate::limiter::RateLimiter;
+use crate::limiter::Denials;
 use crate::spec::{Protocol, SocketGrants};
 
 /// Most addresses a module keeps from resolving its granted names, and most UDP peers it may
@@ -28,7 +28,6 @@ type LearnedPorts = Vec<(Protocol, RangeInclusive<u16>)>;
 
 /// One module instance's socket permissions.
 pub(crate) struct SocketPolicy {
-    module: String,
     grants: SocketGrants,
     /// Addresses its granted names resolved to, with the ports of those grants.
     learned: Mutex<HashMap<IpAddr, LearnedPorts>>,
@@ -36,30 +35,21 @@ pub(crate) struct SocketPolicy {
     streams: Mutex<HashMap<u32, String>>,
     /// UDP peers that sent it a datagram on a listen grant: it may answer them.
     peers: Mutex<HashSet<SocketAddr>>,
-    warnings: Arc<RateLimiter>,
-    /// Refusals, for `wedge status`.
-    denied: Arc<AtomicU64>,
+    /// Where refusals are counted and warned about.
+    denials: Arc<Denials>,
     /// Sockets the instance holds (created or accepted, not yet dropped), and its limit.
     open: AtomicUsize,
     max_open: usize,
 }
 
 impl SocketPolicy {
-    pub(crate) fn new(
-        module: &str,
-        grants: SocketGrants,
-        max_open: usize,
-        warnings: Arc<RateLimiter>,
-        denied: Arc<AtomicU64>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(grants: SocketGrants, max_open: usize, denials: Arc<Denials>) -> Arc<Self> {
         Arc::new(SocketPolicy {
-            module: module.to_string(),
             grants,
             learned: Mutex::default(),
             streams: Mutex::default(),
             peers: Mutex::default(),
-            warnings,
-            denied,
+            denials,
             open: AtomicUsize::new(0),
             max_open,
         })
@@ -223,16 +213,9 @@ impl SocketPolicy {
     }
 
     fn refused_because(&self, what: &str, why: &str) {
-        self.denied.fetch_add(1, Ordering::Relaxed);
-        let module = &self.module;
-        self.warnings.gate(
-            |n| tracing::warn!(module = %module, "{n} more socket uses were denied"),
-            || {
-                tracing::warn!(
-                    module = %module,
-                    "{what} denied: {why}"
-                )
-            },
+        self.denials.deny(
+            "socket uses",
+            |module| tracing::warn!(module = %module, "{what} denied: {why}"),
         );
     }
 }

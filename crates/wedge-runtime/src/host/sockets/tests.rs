@@ -1,15 +1,10 @@
 use super::*;
+use std::sync::atomic::AtomicU64;
 
 fn policy(connect: &[&str], listen: &[&str]) -> (Arc<SocketPolicy>, Arc<AtomicU64>) {
     let denied = Arc::new(AtomicU64::new(0));
     let grants = SocketGrants::parse(connect, listen).unwrap();
-    let policy = SocketPolicy::new(
-        "m",
-        grants,
-        2,
-        Arc::new(RateLimiter::for_denials()),
-        denied.clone(),
-    );
+    let policy = SocketPolicy::new(grants, 2, Arc::new(Denials::new("m", denied.clone())));
     (policy, denied)
 }
 
