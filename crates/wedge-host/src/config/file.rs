@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use wedge_core::TopicTemplate;
 use wedge_core::doc::NAME_RULE;
-use wedge_runtime::spec::{check_privileged_ports, check_unique_listens, is_valid_module_name};
+use wedge_runtime::spec::{check_listens, is_valid_module_name};
 use wedge_store::{OutboxLimits, WhenFull};
 
 use dps::FileDps;
@@ -141,16 +141,9 @@ impl Deployment {
             modules.insert(name, spec);
         }
         // Across modules: the error names the module and field; the position is its table.
-        let listens = modules.iter().map(|(n, m)| (n.as_str(), &m.spec));
-        let checked = check_unique_listens(listens).and_then(|()| {
-            modules
-                .iter()
-                .try_for_each(|(n, m)| check_privileged_ports(n, &m.spec))
-        });
-        if let Err(e) = checked {
-            let module = e.split('.').nth(1).unwrap_or_default();
-            let span = spans.get(module).cloned().unwrap_or_default();
-            return Err(at.error(span, "", &e));
+        if let Err(e) = check_listens(modules.iter().map(|(n, m)| (n.as_str(), &m.spec))) {
+            let span = spans.get(&e.module).cloned().unwrap_or_default();
+            return Err(at.error(span, "", &e.to_string()));
         }
 
         let routes = routes::parse(&at, file.routes, &modules)?;

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wedge_core::doc::{DeploymentDoc, DesiredStatusReport};
 use wedge_hub::iothub::twin::config_ack_patch;
+use wedge_runtime::spec::check_listens;
 use wedge_runtime::{ModuleImage, Runtime, RuntimeError};
 use wedge_store::OutboxLimits;
 
@@ -167,7 +168,8 @@ impl Reconciler {
                 resolve::module_spec(name, module).map_err(Refusal::bad)?,
             );
         }
-        resolve::check_listens(&specs).map_err(Refusal::bad)?;
+        check_listens(specs.iter().map(|(name, spec)| (name.as_str(), spec)))
+            .map_err(|e| Refusal::bad(e.to_string()))?;
         let mut images: BTreeMap<String, ModuleImage> = BTreeMap::new();
         for name in diff.added.iter().chain(&diff.binary_changed) {
             let known = self.applied.sha256(&want.modules[name].source);

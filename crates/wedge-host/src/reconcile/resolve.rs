@@ -9,8 +9,7 @@ use wedge_runtime::spec::{
     AllowedHosts, C2D_OUTPUT, DEFAULT_CPU_MS_PER_CALL, DEFAULT_CPU_MS_PER_SECOND,
     DEFAULT_HTTP_BODY_KB, DEFAULT_HTTP_CONCURRENCY, DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_INBOX,
     DEFAULT_LOG_KB, DEFAULT_MEMORY_MB, DEFAULT_METHOD_TIMEOUT_MS, DEFAULT_SOCKETS,
-    DEFAULT_STATE_KB, HttpTrigger, ModuleSpec, Route, SocketGrants, Target, UPSTREAM,
-    check_privileged_ports, check_unique_listens, kib,
+    DEFAULT_STATE_KB, HttpTrigger, ModuleSpec, Route, SocketGrants, Target, UPSTREAM, kib,
 };
 use wedge_runtime::{EngineCtx, ModuleImage};
 use wedge_source::{FetchOptions, Source};
@@ -65,18 +64,6 @@ pub(crate) fn module_spec(name: &str, doc: &ModuleDoc) -> Result<ModuleSpec, Str
         restart_policy: doc.restart_policy,
         status: doc.status,
     })
-}
-
-/// Checks the listen addresses of all of `specs`: none granted twice, none this host may not
-/// bind.
-///
-/// # Errors
-/// The first conflict or privileged port, naming the module and field.
-pub(crate) fn check_listens(specs: &BTreeMap<String, ModuleSpec>) -> Result<(), String> {
-    check_unique_listens(specs.iter().map(|(name, spec)| (name.as_str(), spec)))?;
-    specs
-        .iter()
-        .try_for_each(|(name, spec)| check_privileged_ports(name, spec))
 }
 
 /// The runtime's routes of a validated document.

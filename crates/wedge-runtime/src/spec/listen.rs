@@ -15,13 +15,34 @@ fn listens(spec: &ModuleSpec) -> impl Iterator<Item = (&'static str, SocketGrant
     grants.chain(spec.http.iter().map(|h| ("http-listen", h.as_grant())))
 }
 
-/// Checks `modules` (name, settings) for listen addresses granted twice.
+/// A listen address a deployment cannot have: `module` is the one whose field the message
+/// (`modules.<module>.<field>: …`) names.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ListenError {
+    /// The module at fault.
+    pub module: String,
+    message: String,
+}
+
+/// Checks the listen addresses of `modules` (name, settings): none granted twice, none this
+/// host may not bind.
 ///
 /// # Errors
+/// The first conflict or privileged port.
+pub fn check_listens<'a>(
+    modules: impl IntoIterator<Item = (&'a str, &'a ModuleSpec)> + Clone,
+) -> Result<(), ListenError> {
+    check_unique(modules.clone())?;
+    modules
+        .into_iter()
+        .try_for_each(|(name, spec)| check_privileged_ports(name, spec))
+}
+
 /// `modules.<b>.<field>: <grant> overlaps <grant> of module <a>` for the first conflict.
-pub fn check_unique_listens<'a>(
+fn check_unique<'a>(
     modules: impl IntoIterator<Item = (&'a str, &'a ModuleSpec)>,
-) -> Result<(), String> {
+) -> Result<(), ListenError> {
     let mut seen: Vec<(&str, &str, SocketGrant)> = Vec::new();
     for (name, spec) in modules {
         for (field, grant) in listens(spec) {
@@ -33,10 +54,13 @@ pub fn check_unique_listens<'a>(
                 } else {
                     format!("module {other}'s `{other_field}`")
                 };
-                return Err(format!(
-                    "modules.{name}.{field}: `{grant}` overlaps `{theirs}` in {whose}: two \
-                     listeners cannot share an address"
-                ));
+                return Err(ListenError {
+                    module: name.to_string(),
+                    message: format!(
+                        "modules.{name}.{field}: `{grant}` overlaps `{theirs}` in {whose}: two \
+                         listeners cannot share an address"
+                    ),
+                });
             }
             seen.push((name, field, grant));
         }
@@ -44,11 +68,9 @@ pub fn check_unique_listens<'a>(
     Ok(())
 }
 
-/// Checks that this host may bind every port module `name` listens on.
-///
-/// # Errors
-/// `modules.<name>.<field>: port N is below M …` naming the capability to grant.
-pub fn check_privileged_ports(name: &str, spec: &ModuleSpec) -> Result<(), String> {
+/// `modules.<name>.<field>: port N is below M …`, naming the capability to grant, unless this
+/// host may bind every port module `name` listens on.
+fn check_privileged_ports(name: &str, spec: &ModuleSpec) -> Result<(), ListenError> {
     let unprivileged = unprivileged_port_start();
     let Some((field, grant)) = listens(spec).find(|(_, g)| *g.ports.start() < unprivileged) else {
         return Ok(());
@@ -56,13 +78,17 @@ pub fn check_privileged_ports(name: &str, spec: &ModuleSpec) -> Result<(), Strin
     if has_capability(CAP_NET_BIND_SERVICE) {
         return Ok(());
     }
-    Err(format!(
-        "modules.{name}.{field}: `{grant}`: port {} is below {unprivileged} \
-         (net.ipv4.ip_unprivileged_port_start) and this wedge process lacks \
-         CAP_NET_BIND_SERVICE; give it the capability (AmbientCapabilities=CAP_NET_BIND_SERVICE \
-         in wedge.service) or choose a port from {unprivileged} up",
-        grant.ports.start()
-    ))
+    Err(ListenError {
+        module: name.to_string(),
+        message: format!(
+            "modules.{name}.{field}: `{grant}`: port {} is below {unprivileged} \
+             (net.ipv4.ip_unprivileged_port_start) and this wedge process lacks \
+             CAP_NET_BIND_SERVICE; give it the capability \
+             (AmbientCapabilities=CAP_NET_BIND_SERVICE in wedge.service) or choose a port from \
+             {unprivileged} up",
+            grant.ports.start()
+        ),
+    })
 }
 
 /// The first port an unprivileged process may bind.

@@ -8,7 +8,7 @@ mod listen;
 mod socket_grants;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts};
-pub use listen::{check_privileged_ports, check_unique_listens};
+pub use listen::{ListenError, check_listens};
 pub use socket_grants::{GrantHost, Protocol, SocketGrant, SocketGrants};
 pub use wedge_core::doc::{ModuleKind, UPSTREAM, WhenFull, is_valid_module_name};
 pub use wedge_core::{DesiredStatus, RestartPolicy};
